@@ -1,0 +1,106 @@
+/* ftsan_abi.h: the runtime ABI, every __ftsan_* entry point the instrumentation pass emits
+ * calls to; the one contract between instrument/ and runtime/.
+ *
+ * Ground rules (the pass and the runtime are checked against each other by eye):
+ * - this header includes only <stddef.h>/<stdint.h> and is valid C11 and C++;
+ * - every entry point is extern "C", starts with __ftsan_, and follows one grammar:
+ *     __ftsan_<read|write><size>          plain access of 1, 2, 4, 8 or 16 bytes
+ *     __ftsan_<read|write>_range          plain access of any other size or a mem* intrinsic
+ *     __ftsan_atomic_<pre|post>           around an atomic instruction, with a descriptor
+ *     __ftsan_func_<entry|exit>           shadow call stack
+ *     __ftsan_<C-API function name>       wrapper replacing a call to that C-API function
+ * - the PC of an access is the return address of the call into the runtime, so entry points
+ *   never take a pc argument;
+ * - every instrumented module calls __ftsan_init(FTSAN_ABI_VERSION) from a constructor. A
+ *   runtime that does not speak that version warns once and turns the analysis off; it never
+ *   stops the host program.
+ * Bump FTSAN_ABI_VERSION whenever a signature or a descriptor encoding below changes. */
+#ifndef FTSAN_ABI_H
+#define FTSAN_ABI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define FTSAN_ABI_VERSION 1u
+
+/* Atomic descriptor: bits 0-3 log2(size), bits 4-7 memory order, bits 8-11 operation.
+ * Memory orders use the values of the C11/GCC __ATOMIC_* constants. Part of the ABI. */
+#define FTSAN_MO_RELAXED 0u
+#define FTSAN_MO_CONSUME 1u
+#define FTSAN_MO_ACQUIRE 2u
+#define FTSAN_MO_RELEASE 3u
+#define FTSAN_MO_ACQ_REL 4u
+#define FTSAN_MO_SEQ_CST 5u
+
+#define FTSAN_AOP_LOAD  0u
+#define FTSAN_AOP_STORE 1u
+#define FTSAN_AOP_RMW   2u /* atomicrmw: add, xchg, or, ... */
+#define FTSAN_AOP_CAS   3u /* cmpxchg: the descriptor's order is the success order */
+
+#define FTSAN_ATOMIC_DESC(log2size, mo, op) \
+  ((uint32_t)(log2size) | ((uint32_t)(mo) << 4) | ((uint32_t)(op) << 8))
+#define FTSAN_ATOMIC_LOG2SIZE(d) ((d) & 0xfu)
+#define FTSAN_ATOMIC_MO(d)       (((d) >> 4) & 0xfu)
+#define FTSAN_ATOMIC_OP(d)       (((d) >> 8) & 0xfu)
+
+/* The C-API synchronization functions whose calls the pass redirects to __ftsan_<name>.
+ * X(name, return type, parameter list, argument list). LD_PRELOAD cannot interpose them
+ * when libpython is linked into the python executable (docs/cpython-facts.md), hence the
+ * redirection at compile time. The wrapper records the event and calls the real function. */
+#define FTSAN_CAPI_WRAPPERS(X)                                                               \
+  X(PyCriticalSection_Begin, void, (void *cs, void *op), (cs, op))                         \
+  X(PyCriticalSection_End, void, (void *cs), (cs))                                          \
+  X(PyCriticalSection2_Begin, void, (void *cs, void *a, void *b), (cs, a, b))              \
+  X(PyCriticalSection2_End, void, (void *cs), (cs))                                         \
+  X(PyCriticalSection_BeginMutex, void, (void *cs, void *m), (cs, m))                       \
+  X(PyCriticalSection2_BeginMutex, void, (void *cs, void *m1, void *m2), (cs, m1, m2))     \
+  X(PyMutex_Lock, void, (void *m), (m))                                                     \
+  X(PyMutex_Unlock, void, (void *m), (m))                                                   \
+  X(PyGILState_Ensure, int, (void), ())                                                     \
+  X(PyGILState_Release, void, (int state), (state))                                         \
+  X(PyEval_SaveThread, void *, (void), ())                                                  \
+  X(PyEval_RestoreThread, void, (void *tstate), (tstate))                                   \
+  X(PyThread_acquire_lock, int, (void *lock, int waitflag), (lock, waitflag))               \
+  X(PyThread_acquire_lock_timed, int, (void *lock, long long us, int intr), (lock, us, intr)) \
+  X(PyThread_release_lock, void, (void *lock), (lock))
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+void __ftsan_init(uint32_t abi_version);
+
+void __ftsan_read1(void *addr);
+void __ftsan_read2(void *addr);
+void __ftsan_read4(void *addr);
+void __ftsan_read8(void *addr);
+void __ftsan_read16(void *addr);
+void __ftsan_write1(void *addr);
+void __ftsan_write2(void *addr);
+void __ftsan_write4(void *addr);
+void __ftsan_write8(void *addr);
+void __ftsan_write16(void *addr);
+void __ftsan_read_range(void *addr, size_t size);
+void __ftsan_write_range(void *addr, size_t size);
+
+/* Called immediately before (pre) and after (post) the atomic instruction at the same
+ * address: pre records the access and publishes release semantics, post takes acquire
+ * semantics. Publishing before the store can only add happens-before edges that the program
+ * would have had a moment later, never remove one, so it cannot cause a false report. */
+void __ftsan_atomic_pre(void *addr, uint32_t desc);
+void __ftsan_atomic_post(void *addr, uint32_t desc);
+void __ftsan_fence(uint32_t mo);
+
+/* caller_pc is the function's return address: the call site in its caller. */
+void __ftsan_func_entry(void *caller_pc);
+void __ftsan_func_exit(void);
+
+#define FTSAN__DECLARE_WRAPPER(name, ret, params, args) ret __ftsan_##name params;
+FTSAN_CAPI_WRAPPERS(FTSAN__DECLARE_WRAPPER)
+#undef FTSAN__DECLARE_WRAPPER
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,138 @@
+/* ftsan_trace.h: the trace file format, the one contract between runtime/ (writer) and cli/
+ * (reader). docs/trace-format.md describes it in prose; change both in the same commit.
+ *
+ * A trace is one file per process, ftsan.<pid>.trace in the output directory:
+ *   file header (struct ftsan_trace_header), then records until end of file.
+ * Every record starts with struct ftsan_rec_header { kind, size }, where size counts the
+ * whole record including its header and is a multiple of 8. A reader skips kinds it does not
+ * know; it rejects a file whose major version it does not know. Multi-byte integers are in
+ * the writer's byte order, announced in the header; pointers are 64-bit fields whatever the
+ * writer's pointer size (which the header also records).
+ * Strings inside records are NUL-terminated and placed after the fixed part; a record's fixed
+ * part may grow in a later minor version (readers use the record's own size and the
+ * string-offset fields, never sizeof, to find what follows).
+ * A trace whose last record is not FTSAN_REC_END was cut short (crash, kill): readers report
+ * what is there and say it is truncated. */
+#ifndef FTSAN_TRACE_H
+#define FTSAN_TRACE_H
+
+#include <stdint.h>
+
+#define FTSAN_TRACE_MAGIC "FTSANTRC"
+#define FTSAN_TRACE_MAJOR 1u
+#define FTSAN_TRACE_MINOR 0u
+#define FTSAN_TRACE_LITTLE_ENDIAN 1u
+
+struct ftsan_trace_header {
+  char magic[8];          /* FTSAN_TRACE_MAGIC, not NUL-terminated */
+  uint16_t major;         /* FTSAN_TRACE_MAJOR */
+  uint16_t minor;         /* FTSAN_TRACE_MINOR */
+  uint8_t pointer_size;   /* sizeof(void*) of the writer */
+  uint8_t byte_order;     /* FTSAN_TRACE_LITTLE_ENDIAN, or 2 for big endian */
+  uint16_t header_size;   /* sizeof(struct ftsan_trace_header) of the writer */
+  uint32_t pid;
+  uint32_t abi_version;   /* runtime ABI version (ftsan_abi.h) of the writer */
+  uint64_t start_ns;      /* CLOCK_REALTIME at start, nanoseconds */
+};
+
+struct ftsan_rec_header {
+  uint32_t kind;          /* enum ftsan_rec_kind */
+  uint32_t size;          /* whole record in bytes, multiple of 8 */
+};
+
+enum ftsan_rec_kind {
+  FTSAN_REC_PROCESS = 1,  /* struct ftsan_rec_process + exe path + command line */
+  FTSAN_REC_MODULE = 2,   /* struct ftsan_rec_module + build-id bytes + path */
+  FTSAN_REC_THREAD = 3,   /* struct ftsan_rec_thread + name + creation stack */
+  FTSAN_REC_SITE_STATS = 4, /* struct ftsan_rec_site_stats + entries */
+  FTSAN_REC_WARNING = 5,  /* struct ftsan_rec_warning + message */
+  FTSAN_REC_RACE = 6,     /* struct ftsan_rec_race + stacks (see below) */
+  FTSAN_REC_END = 7,      /* struct ftsan_rec_end: clean end of the trace */
+};
+
+/* FTSAN_REC_PROCESS: once, right after the header. */
+struct ftsan_rec_process {
+  struct ftsan_rec_header h;
+  uint32_t ppid;
+  uint32_t python_version;  /* PY_VERSION_HEX read from _PyRuntime, 0 if not python */
+  uint32_t flags;           /* FTSAN_PROC_* */
+  uint32_t exe_len;         /* bytes of exe path including NUL; the command line follows */
+  /* char exe[exe_len]; char cmdline[] (arguments separated by single spaces) */
+};
+#define FTSAN_PROC_FREE_THREADED 1u  /* _PyRuntime debug offsets say Py_GIL_DISABLED */
+#define FTSAN_PROC_GIL_ENABLED   2u  /* the GIL was enabled when the trace ended */
+#define FTSAN_PROC_ANALYSIS_OFF  4u  /* the runtime turned analysis off (see warnings) */
+
+/* FTSAN_REC_MODULE: every object loaded into the process, when first seen. A code address
+ * pc lies in this module when start <= pc < end; its ELF virtual address is pc - bias. */
+struct ftsan_rec_module {
+  struct ftsan_rec_header h;
+  uint64_t bias;            /* load bias (dlpi_addr) */
+  uint64_t start, end;      /* lowest and highest address of its PT_LOAD segments */
+  uint32_t build_id_len;    /* bytes of GNU build-id, 0 if none; the path follows them */
+  uint32_t flags;           /* FTSAN_MOD_* */
+  /* uint8_t build_id[build_id_len]; char path[] */
+};
+#define FTSAN_MOD_INSTRUMENTED 1u  /* the module called __ftsan_init */
+#define FTSAN_MOD_MAIN 2u          /* the main executable */
+
+/* FTSAN_REC_THREAD: a thread the runtime saw start (tid 0 is the main thread). */
+struct ftsan_rec_thread {
+  struct ftsan_rec_header h;
+  uint32_t tid;             /* ftsan thread id, dense from 0 */
+  uint32_t parent_tid;      /* creating thread, UINT32_MAX for the main thread */
+  uint64_t os_tid;          /* gettid() */
+  uint32_t name_len;        /* bytes of name including NUL */
+  uint32_t stack_len;       /* number of creation-stack PCs, innermost first */
+  /* uint64_t stack[stack_len]; char name[name_len] */
+};
+
+/* FTSAN_REC_SITE_STATS: event counts per instrumented code site, from one thread. */
+struct ftsan_rec_site_stats {
+  struct ftsan_rec_header h;
+  uint32_t tid;
+  uint32_t count;           /* number of entries that follow */
+  uint64_t dropped;         /* events not attributed to a site (table full) */
+  /* struct ftsan_site_count entries[count] */
+};
+struct ftsan_site_count {
+  uint64_t pc;              /* return address of the call into the runtime */
+  uint32_t kind;            /* FTSAN_EV_* */
+  uint32_t pad;
+  uint64_t count;
+};
+enum ftsan_event_kind {
+  FTSAN_EV_READ = 0,
+  FTSAN_EV_WRITE = 1,
+  FTSAN_EV_ATOMIC = 2,
+  FTSAN_EV_FUNC_ENTRY = 3,
+  FTSAN_EV_SYNC = 4,        /* a redirected C-API synchronization call */
+};
+
+/* FTSAN_REC_WARNING: something the runtime turned off or could not do. */
+struct ftsan_rec_warning {
+  struct ftsan_rec_header h;
+  uint32_t code;            /* FTSAN_WARN_* */
+  uint32_t msg_len;         /* bytes of message including NUL */
+  /* char msg[msg_len] */
+};
+enum ftsan_warning_code {
+  FTSAN_WARN_GENERIC = 0,
+  FTSAN_WARN_ABI_MISMATCH = 1,
+  FTSAN_WARN_GIL_ENABLED = 2,
+  FTSAN_WARN_NOT_PYTHON = 3,
+  FTSAN_WARN_HOOK_FAILED = 4,
+};
+
+/* FTSAN_REC_RACE: two conflicting accesses not ordered by happens-before. Defined by the
+ * race-detection work; readers of this version skip it if they do not know it. */
+
+/* FTSAN_REC_END: the runtime shut down cleanly. */
+struct ftsan_rec_end {
+  struct ftsan_rec_header h;
+  uint64_t end_ns;          /* CLOCK_REALTIME at the end */
+  uint32_t threads;         /* threads seen */
+  uint32_t findings;        /* findings written (races, ...) */
+};
+
+#endif

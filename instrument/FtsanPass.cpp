@@ -1,0 +1,364 @@
+//===-- FtsanPass.cpp: the ftsan instrumentation pass (new pass manager plugin) ----------===//
+//
+// Inserts calls to the ftsan runtime (include/ftsan_abi.h) before every memory access,
+// around every atomic instruction, and at function entry and exit; redirects calls to C-API
+// synchronization functions to runtime wrappers; adds a constructor that checks the ABI.
+// The rest is done by the runtime.
+//
+// Two passes:
+// - ftsan-mark runs at pipeline start, before inlining. It tags the memory operations of the
+//   CPython refcount helpers (Py_INCREF, Py_DECREF, ...) with !ftsan.refcount metadata. The
+//   inliner copies metadata with the instructions, so after inlining the designed-racy
+//   refcount fields (ob_ref_local, ob_ref_shared, ob_tid) are still recognisable and are not
+//   treated as ordinary accesses.
+// - ftsan runs last in the optimizer pipeline (as ThreadSanitizer does), so accesses that the
+//   optimizer removed cost nothing. It is required, so it also runs at -O0.
+//===--------------------------------------------------------------------------------------===//
+
+#include "ftsan_abi.h"
+
+#include "llvm/ADT/SmallVector.h"
+#include "llvm/ADT/StringSet.h"
+#include "llvm/Analysis/CaptureTracking.h"
+#include "llvm/Analysis/ValueTracking.h"
+#include "llvm/IR/Function.h"
+#include "llvm/IR/IRBuilder.h"
+#include "llvm/IR/InstIterator.h"
+#include "llvm/IR/Instructions.h"
+#include "llvm/IR/IntrinsicInst.h"
+#include "llvm/IR/Intrinsics.h"
+#include "llvm/IR/Module.h"
+#include "llvm/IR/PassManager.h"
+#include "llvm/Passes/PassBuilder.h"
+#include "llvm/Passes/PassPlugin.h"
+#include "llvm/Support/CommandLine.h"
+#include "llvm/Transforms/Utils/ModuleUtils.h"
+
+using namespace llvm;
+
+#ifndef FTSAN_VERSION_STRING
+#define FTSAN_VERSION_STRING "0"
+#endif
+
+static cl::opt<bool> ClInstrumentMemory("ftsan-instrument-memory", cl::init(true), cl::Hidden,
+                                        cl::desc("instrument plain loads and stores"));
+static cl::opt<bool> ClInstrumentAtomics("ftsan-instrument-atomics", cl::init(true), cl::Hidden,
+                                         cl::desc("instrument atomic instructions"));
+static cl::opt<bool> ClInstrumentFuncEntryExit("ftsan-instrument-func-entry-exit", cl::init(true),
+                                               cl::Hidden,
+                                               cl::desc("instrument function entry and exit"));
+
+namespace {
+
+const char *const kRefcountMD = "ftsan.refcount";
+
+// The static inline refcount helpers of CPython's headers (3.13 object.h, 3.14 refcount.h).
+// Their loads and stores touch the refcount fields by design from several threads.
+const char *const kRefcountHelpers[] = {
+    "Py_INCREF",      "Py_DECREF",     "Py_XINCREF",   "Py_XDECREF",
+    "_Py_NewRef",     "_Py_XNewRef",   "_Py_IsImmortal", "_Py_IsImmortalLoose",
+    "_Py_IsStaticImmortal", "_Py_IsOwnedByCurrentThread", "_Py_ThreadId",
+    "Py_REFCNT",      "_Py_REFCNT",    "Py_SET_REFCNT", "_Py_SetImmortal",
+    "_Py_INCREF_IncRefTotal", "_Py_DECREF_DecRefTotal",
+};
+
+bool isRefcountHelper(StringRef Name) {
+  for (const char *H : kRefcountHelpers)
+    if (Name == H)
+      return true;
+  return false;
+}
+
+// ---------------------------------------------------------------------------------------
+struct FtsanMarkPass : PassInfoMixin<FtsanMarkPass> {
+  PreservedAnalyses run(Module &M, ModuleAnalysisManager &) {
+    LLVMContext &Ctx = M.getContext();
+    MDNode *Tag = MDNode::get(Ctx, {});
+    bool Changed = false;
+    for (Function &F : M) {
+      if (F.isDeclaration() || !isRefcountHelper(F.getName()))
+        continue;
+      for (Instruction &I : instructions(F))
+        if (I.mayReadOrWriteMemory() && !isa<CallBase>(I)) {
+          I.setMetadata(kRefcountMD, Tag);
+          Changed = true;
+        }
+    }
+    return Changed ? PreservedAnalyses::none() : PreservedAnalyses::all();
+  }
+  static bool isRequired() { return true; }
+};
+
+// ---------------------------------------------------------------------------------------
+struct FtsanInstrumentPass : PassInfoMixin<FtsanInstrumentPass> {
+  PreservedAnalyses run(Module &M, ModuleAnalysisManager &);
+  static bool isRequired() { return true; }
+
+private:
+  void initialize(Module &M);
+  bool instrumentFunction(Function &F);
+  bool isIgnoredAccess(Instruction *I, Value *Addr);
+  void instrumentPlain(Instruction *I, Value *Addr, Type *Ty, bool IsWrite);
+  void instrumentAtomic(Instruction *I, Value *Addr, Type *Ty, AtomicOrdering O, unsigned Op);
+
+  Type *IntptrTy = nullptr;
+  Type *PtrTy = nullptr;
+  FunctionCallee Read[5], Write[5], ReadRange, WriteRange;
+  FunctionCallee AtomicPre, AtomicPost, Fence, FuncEntry, FuncExit;
+  StringSet<> Wrapped;
+};
+
+unsigned memoryOrder(AtomicOrdering O) {
+  switch (O) {
+  case AtomicOrdering::NotAtomic:
+  case AtomicOrdering::Unordered:
+  case AtomicOrdering::Monotonic:
+    return FTSAN_MO_RELAXED;
+  case AtomicOrdering::Acquire:
+    return FTSAN_MO_ACQUIRE;
+  case AtomicOrdering::Release:
+    return FTSAN_MO_RELEASE;
+  case AtomicOrdering::AcquireRelease:
+    return FTSAN_MO_ACQ_REL;
+  case AtomicOrdering::SequentiallyConsistent:
+    return FTSAN_MO_SEQ_CST;
+  }
+  return FTSAN_MO_SEQ_CST;
+}
+
+// log2 of an access size the runtime has a dedicated entry point for, or -1.
+int sizeIndex(uint64_t Bytes) {
+  switch (Bytes) {
+  case 1: return 0;
+  case 2: return 1;
+  case 4: return 2;
+  case 8: return 3;
+  case 16: return 4;
+  default: return -1;
+  }
+}
+
+void FtsanInstrumentPass::initialize(Module &M) {
+  LLVMContext &Ctx = M.getContext();
+  const DataLayout &DL = M.getDataLayout();
+  IntptrTy = DL.getIntPtrType(Ctx);
+  PtrTy = PointerType::get(Ctx, 0);
+  Type *VoidTy = Type::getVoidTy(Ctx);
+  Type *I32 = Type::getInt32Ty(Ctx);
+  AttributeList Attr = AttributeList().addFnAttribute(Ctx, Attribute::NoUnwind);
+  for (int i = 0; i < 5; i++) {
+    std::string Size = std::to_string(1 << i);
+    Read[i] = M.getOrInsertFunction("__ftsan_read" + Size, Attr, VoidTy, PtrTy);
+    Write[i] = M.getOrInsertFunction("__ftsan_write" + Size, Attr, VoidTy, PtrTy);
+  }
+  ReadRange = M.getOrInsertFunction("__ftsan_read_range", Attr, VoidTy, PtrTy, IntptrTy);
+  WriteRange = M.getOrInsertFunction("__ftsan_write_range", Attr, VoidTy, PtrTy, IntptrTy);
+  AtomicPre = M.getOrInsertFunction("__ftsan_atomic_pre", Attr, VoidTy, PtrTy, I32);
+  AtomicPost = M.getOrInsertFunction("__ftsan_atomic_post", Attr, VoidTy, PtrTy, I32);
+  Fence = M.getOrInsertFunction("__ftsan_fence", Attr, VoidTy, I32);
+  FuncEntry = M.getOrInsertFunction("__ftsan_func_entry", Attr, VoidTy, PtrTy);
+  FuncExit = M.getOrInsertFunction("__ftsan_func_exit", Attr, VoidTy);
+#define FTSAN__WRAPPED_NAME(name, ret, params, args) Wrapped.insert(#name);
+  FTSAN_CAPI_WRAPPERS(FTSAN__WRAPPED_NAME)
+#undef FTSAN__WRAPPED_NAME
+}
+
+bool FtsanInstrumentPass::isIgnoredAccess(Instruction *I, Value *Addr) {
+  if (I->getMetadata(kRefcountMD))
+    return true;
+  if (cast<PointerType>(Addr->getType()->getScalarType())->getAddressSpace() != 0)
+    return true;
+  const Value *Obj = getUnderlyingObject(Addr);
+  if (auto *GV = dyn_cast<GlobalVariable>(Obj)) {
+    // Constants cannot race; compiler-generated counters (profiling, coverage) are not the
+    // user's data.
+    if (GV->isConstant())
+      return true;
+    if (GV->getName().starts_with("__llvm") || GV->getName().starts_with("__profc"))
+      return true;
+  }
+  // A local whose address never escapes is private to its thread.
+  if (isa<AllocaInst>(Obj) && !PointerMayBeCaptured(Obj, /*ReturnCaptures=*/true,
+                                                    /*StoreCaptures=*/true))
+    return true;
+  return false;
+}
+
+void FtsanInstrumentPass::instrumentPlain(Instruction *I, Value *Addr, Type *Ty, bool IsWrite) {
+  const DataLayout &DL = I->getModule()->getDataLayout();
+  TypeSize TS = DL.getTypeStoreSize(Ty);
+  if (TS.isScalable())
+    return;
+  uint64_t Bytes = TS.getFixedValue();
+  IRBuilder<> B(I);
+  int Idx = sizeIndex(Bytes);
+  if (Idx >= 0) {
+    B.CreateCall(IsWrite ? Write[Idx] : Read[Idx], {Addr});
+  } else if (Bytes > 0) {
+    B.CreateCall(IsWrite ? WriteRange : ReadRange, {Addr, ConstantInt::get(IntptrTy, Bytes)});
+  }
+}
+
+void FtsanInstrumentPass::instrumentAtomic(Instruction *I, Value *Addr, Type *Ty,
+                                           AtomicOrdering O, unsigned Op) {
+  const DataLayout &DL = I->getModule()->getDataLayout();
+  int Idx = sizeIndex(DL.getTypeStoreSize(Ty).getFixedValue());
+  if (Idx < 0)
+    return;
+  Constant *Desc = ConstantInt::get(Type::getInt32Ty(I->getContext()),
+                                    FTSAN_ATOMIC_DESC(Idx, memoryOrder(O), Op));
+  IRBuilder<> B(I);
+  B.CreateCall(AtomicPre, {Addr, Desc});
+  B.SetInsertPoint(I->getNextNode());
+  B.CreateCall(AtomicPost, {Addr, Desc});
+}
+
+bool FtsanInstrumentPass::instrumentFunction(Function &F) {
+  if (F.isDeclaration() || F.getName().starts_with("__ftsan") || F.getName().starts_with("ftsan.") ||
+      isRefcountHelper(F.getName()) || F.hasFnAttribute(Attribute::Naked) ||
+      F.hasFnAttribute(Attribute::DisableSanitizerInstrumentation))
+    return false;
+
+  SmallVector<Instruction *, 32> Accesses, Rets;
+  SmallVector<CallBase *, 8> Redirects;
+  bool HasCalls = false;
+  for (Instruction &I : instructions(F)) {
+    if (isa<LoadInst>(I) || isa<StoreInst>(I) || isa<AtomicRMWInst>(I) ||
+        isa<AtomicCmpXchgInst>(I) || isa<FenceInst>(I) || isa<MemIntrinsic>(I))
+      Accesses.push_back(&I);
+    else if (isa<ReturnInst>(I))
+      Rets.push_back(&I);
+    if (auto *CB = dyn_cast<CallBase>(&I)) {
+      if (isa<IntrinsicInst>(CB))
+        continue;
+      HasCalls = true;
+      if (Function *Callee = CB->getCalledFunction())
+        if (Wrapped.contains(Callee->getName()))
+          Redirects.push_back(CB);
+    }
+  }
+
+  bool Changed = false;
+  for (Instruction *I : Accesses) {
+    if (auto *LI = dyn_cast<LoadInst>(I)) {
+      if (isIgnoredAccess(I, LI->getPointerOperand()))
+        continue;
+      if (LI->isAtomic()) {
+        if (ClInstrumentAtomics)
+          instrumentAtomic(I, LI->getPointerOperand(), LI->getType(), LI->getOrdering(),
+                           FTSAN_AOP_LOAD);
+      } else if (ClInstrumentMemory) {
+        instrumentPlain(I, LI->getPointerOperand(), LI->getType(), false);
+      }
+    } else if (auto *SI = dyn_cast<StoreInst>(I)) {
+      if (isIgnoredAccess(I, SI->getPointerOperand()))
+        continue;
+      Type *Ty = SI->getValueOperand()->getType();
+      if (SI->isAtomic()) {
+        if (ClInstrumentAtomics)
+          instrumentAtomic(I, SI->getPointerOperand(), Ty, SI->getOrdering(), FTSAN_AOP_STORE);
+      } else if (ClInstrumentMemory) {
+        instrumentPlain(I, SI->getPointerOperand(), Ty, true);
+      }
+    } else if (auto *RMW = dyn_cast<AtomicRMWInst>(I)) {
+      if (ClInstrumentAtomics && !isIgnoredAccess(I, RMW->getPointerOperand()))
+        instrumentAtomic(I, RMW->getPointerOperand(), RMW->getValOperand()->getType(),
+                         RMW->getOrdering(), FTSAN_AOP_RMW);
+    } else if (auto *CX = dyn_cast<AtomicCmpXchgInst>(I)) {
+      if (ClInstrumentAtomics && !isIgnoredAccess(I, CX->getPointerOperand()))
+        instrumentAtomic(I, CX->getPointerOperand(), CX->getCompareOperand()->getType(),
+                         CX->getSuccessOrdering(), FTSAN_AOP_CAS);
+    } else if (auto *FI = dyn_cast<FenceInst>(I)) {
+      // A single-thread fence orders against signal handlers only.
+      if (ClInstrumentAtomics && FI->getSyncScopeID() != SyncScope::SingleThread) {
+        IRBuilder<> B(I);
+        B.CreateCall(Fence, {ConstantInt::get(Type::getInt32Ty(F.getContext()),
+                                              memoryOrder(FI->getOrdering()))});
+      }
+    } else if (auto *MI = dyn_cast<MemIntrinsic>(I)) {
+      if (!ClInstrumentMemory || I->getMetadata(kRefcountMD))
+        continue;
+      IRBuilder<> B(I);
+      Value *Len = B.CreateIntCast(MI->getLength(), IntptrTy, false);
+      if (auto *MT = dyn_cast<MemTransferInst>(MI))
+        B.CreateCall(ReadRange, {MT->getRawSource(), Len});
+      B.CreateCall(WriteRange, {MI->getRawDest(), Len});
+    } else {
+      continue;
+    }
+    Changed = true;
+  }
+
+  for (CallBase *CB : Redirects) {
+    Function *Callee = CB->getCalledFunction();
+    FunctionCallee W = F.getParent()->getOrInsertFunction(("__ftsan_" + Callee->getName()).str(),
+                                                          Callee->getFunctionType());
+    CB->setCalledFunction(W);
+    Changed = true;
+  }
+
+  if (ClInstrumentFuncEntryExit && (Changed || HasCalls)) {
+    IRBuilder<> B(&*F.getEntryBlock().getFirstInsertionPt());
+    Function *RetAddr = Intrinsic::getDeclaration(F.getParent(), Intrinsic::returnaddress);
+    B.CreateCall(FuncEntry, {B.CreateCall(RetAddr, {B.getInt32(0)})});
+    for (Instruction *R : Rets) {
+      Instruction *Before = R;
+      // Nothing may stand between a musttail call and its return.
+      if (auto *Prev = dyn_cast_or_null<CallInst>(R->getPrevNode()))
+        if (Prev->isMustTailCall())
+          Before = Prev;
+      IRBuilder<> RB(Before);
+      RB.CreateCall(FuncExit, {});
+    }
+    Changed = true;
+  }
+  return Changed;
+}
+
+PreservedAnalyses FtsanInstrumentPass::run(Module &M, ModuleAnalysisManager &) {
+  initialize(M);
+  bool Changed = false;
+  bool HasDefinitions = false;
+  for (Function &F : M) {
+    if (F.isDeclaration())
+      continue;
+    HasDefinitions = true;
+    Changed |= instrumentFunction(F);
+  }
+  if (HasDefinitions && !M.getFunction("ftsan.module_ctor")) {
+    Type *I32 = Type::getInt32Ty(M.getContext());
+    auto [Ctor, Init] = createSanitizerCtorAndInitFunctions(
+        M, "ftsan.module_ctor", "__ftsan_init", {I32}, {ConstantInt::get(I32, FTSAN_ABI_VERSION)});
+    appendToGlobalCtors(M, Ctor, 0);
+    Changed = true;
+  }
+  return Changed ? PreservedAnalyses::none() : PreservedAnalyses::all();
+}
+
+} // namespace
+
+extern "C" LLVM_ATTRIBUTE_WEAK PassPluginLibraryInfo llvmGetPassPluginInfo() {
+  return {LLVM_PLUGIN_API_VERSION, "ftsan", FTSAN_VERSION_STRING, [](PassBuilder &PB) {
+            PB.registerPipelineStartEPCallback(
+                [](ModulePassManager &MPM, OptimizationLevel) { MPM.addPass(FtsanMarkPass()); });
+            PB.registerOptimizerLastEPCallback([](ModulePassManager &MPM, OptimizationLevel
+#if LLVM_VERSION_MAJOR >= 20
+                                                  ,
+                                                  ThinOrFullLTOPhase
+#endif
+                                               ) { MPM.addPass(FtsanInstrumentPass()); });
+            // For opt: -passes=ftsan-mark,ftsan
+            PB.registerPipelineParsingCallback(
+                [](StringRef Name, ModulePassManager &MPM, ArrayRef<PassBuilder::PipelineElement>) {
+                  if (Name == "ftsan-mark") {
+                    MPM.addPass(FtsanMarkPass());
+                    return true;
+                  }
+                  if (Name == "ftsan") {
+                    MPM.addPass(FtsanInstrumentPass());
+                    return true;
+                  }
+                  return false;
+                });
+          }};
+}

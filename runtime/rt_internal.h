@@ -1,0 +1,130 @@
+/* rt_internal.h: declarations shared by the runtime's files; private to runtime/.
+ *
+ * Ground rules of the runtime:
+ * - it never crashes or deadlocks its host: errors warn once and turn a feature off;
+ * - no lock, no malloc, no syscall on the access fast path; per-thread state lives in
+ *   initial-exec TLS and in a per-thread context allocated with mmap;
+ * - every mutable global says who owns it (a lock, a thread, or "written once at init");
+ * - internal names are ftsan__*, ABI entry points __ftsan_* (include/ftsan_abi.h). */
+#ifndef FTSAN_RT_INTERNAL_H
+#define FTSAN_RT_INTERNAL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ftsan_abi.h"
+#include "ftsan_trace.h"
+
+#define FTSAN_LIKELY(x) __builtin_expect(!!(x), 1)
+#define FTSAN_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define FTSAN_ALWAYS_INLINE static inline __attribute__((always_inline))
+#define FTSAN_NOINLINE __attribute__((noinline))
+#define FTSAN_EXPORT __attribute__((visibility("default")))
+#define FTSAN_TLS __thread __attribute__((tls_model("initial-exec")))
+
+/* ---- options (rt_options.c) --------------------------------------------------------- */
+struct ftsan_options {
+#define FTSAN_OPTION_bool int
+#define FTSAN_OPTION_int int
+#define FTSAN_OPTION_str const char *
+#define FTSAN_OPTION(type, name, def, desc) FTSAN_OPTION_##type name;
+#include "rt_options.inc"
+#undef FTSAN_OPTION
+};
+extern struct ftsan_options ftsan__opt; /* written once at init, read-only after */
+void ftsan__options_init(void);
+void ftsan__opt_set_bool(int *dst, const char *v, size_t n);
+void ftsan__opt_set_int(int *dst, const char *v, size_t n);
+void ftsan__opt_set_str(const char **dst, const char *v, size_t n);
+
+/* ---- spin lock for rare slow paths (trace writes, registries) ----------------------- */
+typedef struct { volatile int locked; } ftsan_spin;
+void ftsan__spin_lock(ftsan_spin *l);
+void ftsan__spin_unlock(ftsan_spin *l);
+
+/* ---- internal memory (rt_alloc.c): mmap-backed, never calls malloc ------------------ */
+void *ftsan__alloc(size_t size);          /* zeroed; small blocks are never returned */
+void *ftsan__map(size_t size);            /* zeroed, page granular, NULL on failure */
+void ftsan__unmap(void *p, size_t size);
+
+/* ---- warnings and state (rt_main.c) -------------------------------------------------- */
+extern volatile int ftsan__enabled;       /* analysis on; cleared once, never set again */
+extern int ftsan__initialized;            /* written once by ftsan__init_once */
+void ftsan__init_once(void);
+void ftsan__warn(uint32_t code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void ftsan__log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int ftsan__format(char *buf, size_t n, const char *fmt, va_list ap);
+
+/* ---- trace writer (rt_trace.c) ------------------------------------------------------- */
+int ftsan__trace_open(void);              /* 0 ok; no-op when no out dir is set */
+void ftsan__trace_write(const void *rec, uint32_t size);   /* size: multiple of 8 */
+void ftsan__trace_flush(void);            /* async-signal-safe */
+void ftsan__trace_close(void);
+int ftsan__trace_active(void);
+
+/* ---- module map (rt_modules.c) ------------------------------------------------------- */
+void ftsan__modules_scan(void);           /* writes MODULE records for objects not yet seen */
+void ftsan__modules_mark_instrumented(const void *addr_in_module);
+
+/* ---- threads (rt_thread.c) ----------------------------------------------------------- */
+#define FTSAN_MAX_THREADS 4096
+#define FTSAN_SHADOW_STACK 256
+#define FTSAN_SITE_TABLE 4096             /* entries, power of two */
+
+struct ftsan_site_slot { uint64_t key; uint64_t count; }; /* key: pc << 3 | kind */
+
+typedef struct ftsan_thread {
+  /* hot: first cache line */
+  uint32_t tid;
+  uint32_t ignore;                        /* > 0: inside the runtime, record nothing */
+  uint32_t depth;                         /* shadow stack depth (may exceed the array) */
+  uint32_t pad0;
+  uint64_t events;                        /* events seen by this thread */
+  uint64_t stats_dropped;
+  struct ftsan_site_slot *sites;          /* FTSAN_SITE_TABLE entries, or NULL */
+  uint32_t sites_used;
+  uint32_t finished;
+  /* cold */
+  uint32_t parent_tid;
+  uint32_t creation_depth;
+  uint64_t os_tid;
+  uint64_t creation_stack[32];
+  uint64_t stack[FTSAN_SHADOW_STACK];     /* return addresses, outermost first */
+} ftsan_thread;
+
+extern FTSAN_TLS ftsan_thread *ftsan__cur;
+extern ftsan_thread *ftsan__threads[FTSAN_MAX_THREADS]; /* slots written once, atomically */
+extern uint32_t ftsan__thread_count;                     /* atomic */
+ftsan_thread *ftsan__thread_adopt(void);  /* context for a thread we did not see start */
+void ftsan__thread_finish(ftsan_thread *t);
+void ftsan__threads_init(void);
+void ftsan__threads_flush_all(void);      /* at exit: stats of threads still running */
+
+FTSAN_ALWAYS_INLINE ftsan_thread *ftsan__thread(void) {
+  ftsan_thread *t = ftsan__cur;
+  if (FTSAN_UNLIKELY(!t)) t = ftsan__thread_adopt();
+  return t;
+}
+
+/* ---- per-site statistics (rt_stats.c) ------------------------------------------------ */
+void ftsan__stats_add_slow(ftsan_thread *t, uint64_t pc, uint32_t kind);
+void ftsan__stats_flush(ftsan_thread *t);
+
+FTSAN_ALWAYS_INLINE void ftsan__stats_add(ftsan_thread *t, uint64_t pc, uint32_t kind) {
+  t->events++;
+  if (ftsan__opt.stats) ftsan__stats_add_slow(t, pc, kind);
+}
+
+/* ---- python (rt_python.c) ------------------------------------------------------------ */
+uint32_t ftsan__python_version(void);     /* PY_VERSION_HEX, 0 if not python */
+int ftsan__python_free_threaded(void);
+int ftsan__python_gil_enabled(void);      /* -1 unknown */
+void ftsan__python_init(void);
+
+/* ---- C-API wrappers (rt_capi.c) ------------------------------------------------------ */
+void ftsan__capi_init(void);
+
+uint64_t ftsan__now_ns(void);
+
+#endif

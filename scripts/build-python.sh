@@ -1,0 +1,57 @@
+#!/bin/bash
+# Builds a free-threaded python3.13t from Debian's python3.13 source package into a cache
+# directory outside the clone, reusing it when it is already there.
+#
+# Debian serves no free-threaded binary and no python3.14 source, so the source comes from
+# the suite that carries python3.13 (trixie). The deb-src entry is derived from this
+# machine's own apt configuration (its URIs, with type and suite changed), and apt runs
+# with private list/state/cache directories so the system's apt state is not touched.
+# Prints the interpreter's path on stdout as its last line.
+set -euo pipefail
+
+cache="${FTSAN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ftsan}"
+prefix="$cache/python3.13t"
+suite="${FTSAN_PY_SUITE:-trixie}"
+py="$prefix/bin/python3.13t"
+
+die() { echo "ftsan-setup: $*" >&2; exit 1; }
+
+if [ -x "$py" ] && "$py" -c 'import sys,sysconfig; sys.exit(0 if sysconfig.get_config_var("Py_GIL_DISABLED") and not sys._is_gil_enabled() else 1)' 2>/dev/null; then
+  echo "$py"; exit 0
+fi
+
+command -v apt-get >/dev/null || die "no free-threaded python found and no apt-get to build one; set FTSAN_PYTHON to a python3.13t or python3.14t"
+
+work="$cache/build"
+rm -rf "$work"; mkdir -p "$work/apt/lists/partial" "$work/apt/cache/archives/partial" "$work/apt/state" "$work/src"
+
+# Collect the URIs of the machine's Debian archive entries (deb822 and one-line formats),
+# skipping security and third-party repositories.
+uris=$( { cat /etc/apt/sources.list.d/*.sources 2>/dev/null | awk 'tolower($1)=="uris:"{for(i=2;i<=NF;i++) print $i}';
+          cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | awk '$1=="deb"||$1=="deb-src"{for(i=2;i<=NF;i++) if ($i ~ /^[a-z]+:\/\//){print $i; break}}'; } \
+        | grep -v -- '-security' | grep -E '/debian/?$' | sort -u || true)
+[ -n "$uris" ] || die "cannot derive a Debian source archive from /etc/apt sources; set FTSAN_PYTHON to a free-threaded python"
+
+srclist="$work/apt/sources.list"
+: > "$srclist"
+for u in $uris; do echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $u $suite main" >> "$srclist"; done
+
+aptopts=(-o Dir::Etc::SourceList="$srclist" -o Dir::Etc::SourceParts=/dev/null
+         -o Dir::State="$work/apt/state" -o Dir::State::Lists="$work/apt/lists"
+         -o Dir::Cache="$work/apt/cache" -o Dir::State::status=/var/lib/dpkg/status
+         -o APT::Get::List-Cleanup=0 -o Debug::NoLocking=1)
+echo "ftsan-setup: fetching the python3.13 source package ($suite)" >&2
+apt-get "${aptopts[@]}" update -qq >&2 || die "apt-get update of the private deb-src list failed"
+( cd "$work/src" && apt-get "${aptopts[@]}" source -qq python3.13 >&2 ) || die "apt-get source python3.13 failed (is dpkg-dev installed?)"
+srcdir=$(find "$work/src" -maxdepth 1 -mindepth 1 -type d -name 'python3.13*' | head -1)
+[ -n "$srcdir" ] || die "python3.13 source did not unpack"
+
+echo "ftsan-setup: building python3.13t in $prefix (a few minutes)" >&2
+cd "$srcdir"
+./configure --disable-gil --prefix="$prefix" --without-ensurepip --with-lto=no >"$work/configure.log" 2>&1 || die "configure failed, see $work/configure.log"
+make -j"$(nproc)" >"$work/make.log" 2>&1 || die "build failed, see $work/make.log"
+make install >"$work/install.log" 2>&1 || die "install failed, see $work/install.log"
+"$py" -c 'import sys,sysconfig; assert sysconfig.get_config_var("Py_GIL_DISABLED"); assert not sys._is_gil_enabled()' \
+  || die "the built interpreter is not free-threaded"
+rm -rf "$work"
+echo "$py"

@@ -1,0 +1,59 @@
+/* gilstate_mutex: record() wraps its update of a static struct in
+ * PyGILState_Ensure()/PyGILState_Release() as if that were a lock, which excludes nothing in
+ * free-threaded CPython; this fixed twin keeps those calls but adds a PyMutex. */
+#include <Python.h>
+
+static struct {
+    long hits;
+    long last;
+} stats;
+static PyMutex stats_lock;
+
+static PyObject *
+record(PyObject *Py_UNUSED(module), PyObject *arg)
+{
+    long v = PyLong_AsLong(arg);
+    if (v == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    PyGILState_STATE gil = PyGILState_Ensure();
+    PyMutex_Lock(&stats_lock);
+    stats.hits++;
+    stats.last = v;
+    PyMutex_Unlock(&stats_lock);
+    PyGILState_Release(gil);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+hits(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(arg))
+{
+    PyGILState_STATE gil = PyGILState_Ensure();
+    PyMutex_Lock(&stats_lock);
+    long n = stats.hits;
+    PyMutex_Unlock(&stats_lock);
+    PyGILState_Release(gil);
+    return PyLong_FromLong(n);
+}
+
+static PyMethodDef methods[] = {
+    {"record", record, METH_O, "Record one value."},
+    {"hits", hits, METH_NOARGS, "Return how many values were recorded."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyModuleDef_Slot slots[] = {
+    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
+    {Py_mod_gil, Py_MOD_GIL_NOT_USED},
+    {0, NULL},
+};
+
+static struct PyModuleDef moduledef = {
+    PyModuleDef_HEAD_INIT, "gilstate_mutex_fixed", NULL, 0, methods, slots, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC
+PyInit_gilstate_mutex_fixed(void)
+{
+    return PyModuleDef_Init(&moduledef);
+}

@@ -1,0 +1,31 @@
+"""lazy_cache driver: 4 threads fetch the lazily built table at the same moment."""
+import importlib
+import sys
+import threading
+
+mod = importlib.import_module(sys.argv[1])
+NTHREADS, ITERS = 4, 100
+barrier = threading.Barrier(NTHREADS, timeout=10)
+errors = []
+
+
+def worker():
+    try:
+        barrier.wait()
+        for _ in range(ITERS):
+            table = mod.get_table()
+            if table[3] != 9:
+                raise AssertionError(f"bad table {table!r}")
+    except BaseException as e:  # report any failure through the exit status
+        errors.append(e)
+
+
+threads = [threading.Thread(target=worker) for _ in range(NTHREADS)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+if errors:
+    raise errors[0]
+if sys._is_gil_enabled():
+    print("warning: the GIL is enabled; races cannot happen", file=sys.stderr)

@@ -1,0 +1,46 @@
+/* static_counter: a static counter incremented by a module function without any lock races
+ * between threads; this fixed twin guards the increment with a PyMutex. */
+#include <Python.h>
+
+static long counter;
+static PyMutex counter_lock;
+
+static PyObject *
+bump(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(arg))
+{
+    PyMutex_Lock(&counter_lock);
+    counter++;
+    PyMutex_Unlock(&counter_lock);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+value(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(arg))
+{
+    PyMutex_Lock(&counter_lock);
+    long v = counter;
+    PyMutex_Unlock(&counter_lock);
+    return PyLong_FromLong(v);
+}
+
+static PyMethodDef methods[] = {
+    {"bump", bump, METH_NOARGS, "Increment the counter."},
+    {"value", value, METH_NOARGS, "Return the counter."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyModuleDef_Slot slots[] = {
+    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
+    {Py_mod_gil, Py_MOD_GIL_NOT_USED},
+    {0, NULL},
+};
+
+static struct PyModuleDef moduledef = {
+    PyModuleDef_HEAD_INIT, "static_counter_fixed", NULL, 0, methods, slots, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC
+PyInit_static_counter_fixed(void)
+{
+    return PyModuleDef_Init(&moduledef);
+}
