@@ -556,6 +556,60 @@ static int read_elf(sym_module *m, const char *path, int want_build_id) {
   return 1;
 }
 
+/* libdwarf 20210528 frees its context chain when a .debug_rnglists/.debug_loclists header is
+ * bad but then keeps using it (double free on the first .debug_info access). So the file
+ * libdwarf will read is vetted here first, with the same header checks it makes; a file that
+ * would trip them is symbolized from ELF symbols only. */
+static int lists_headers_ok(const unsigned char *p, uint64_t size) {
+  uint64_t off = 0;
+  while (off < size) {
+    uint64_t left = size - off, len = 0, hdr = 4;
+    if (left < 4) return 0;
+    len = (uint64_t)p[off] | (uint64_t)p[off + 1] << 8 | (uint64_t)p[off + 2] << 16 |
+          (uint64_t)p[off + 3] << 24;
+    if (len == 0xffffffffu) {
+      if (left < 12) return 0;
+      len = 0;
+      for (int i = 7; i >= 0; i--) len = (len << 8) | p[off + 4 + i];
+      hdr = 12;
+    }
+    if (len > size) return 0;
+    if (left < hdr + 8) return 0; /* version(2) address_size(1) seg_size(1) count(4) */
+    const unsigned char *h = p + off + hdr;
+    unsigned version = h[0] | (unsigned)h[1] << 8, asz = h[2];
+    if (version != 5 || (asz != 2 && asz != 4 && asz != 8)) return 0;
+    off += hdr + len;
+  }
+  return 1;
+}
+
+static int dwarf_file_safe(const char *path) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  Elf *e = elf_begin(fd, ELF_C_READ, NULL);
+  size_t shstrndx = 0;
+  int ok = e && elf_kind(e) == ELF_K_ELF && elf_getshdrstrndx(e, &shstrndx) == 0;
+  Elf_Scn *scn = NULL;
+  while (ok && (scn = elf_nextscn(e, scn)) != NULL) {
+    GElf_Shdr sh;
+    if (!gelf_getshdr(scn, &sh)) continue;
+    const char *name = elf_strptr(e, shstrndx, sh.sh_name);
+    if (!name) continue;
+    int gnu_z = strncmp(name, ".zdebug_", 8) == 0; /* old GNU compressed naming */
+    const char *base = gnu_z ? name + 2 : name + 1;
+    if (name[0] != '.' || (strcmp(base, "debug_rnglists") != 0 && strcmp(base, "debug_loclists") != 0))
+      continue;
+    if (sh.sh_type == SHT_NOBITS || !sh.sh_size) continue;
+    if (sh.sh_flags & SHF_COMPRESSED) ok = elf_compress(scn, 0, 0) >= 0;
+    else if (gnu_z) ok = elf_compress_gnu(scn, 0, 0) >= 0;
+    Elf_Data *d = ok ? elf_getdata(scn, NULL) : NULL;
+    ok = d && d->d_buf && lists_headers_ok(d->d_buf, d->d_size);
+  }
+  if (e) elf_end(e);
+  close(fd);
+  return ok;
+}
+
 /* ---------- DWARF: CU index ------------------------------------------------------------- */
 
 static int cu_by_off_cmp(const void *key, const void *elem) {
@@ -641,6 +695,25 @@ static void build_cu_index(sym_module *m) {
 
 /* ---------- DWARF: per-CU data (line table, files, subprograms) -------------------------- */
 
+/* Drops "." components and doubled slashes that libdwarf's joins leave behind (clang names
+ * the CU's own directory "." in the include-directory table, giving "/dir/./x.h"). ".." is
+ * kept: resolving it without the file system could be wrong across symlinks. */
+static void tidy_path(char *p) {
+  char *w = p;
+  const char *r = p;
+  while (*r) {
+    if (r[0] == '/' && w > p && w[-1] == '/') {
+      r++;
+    } else if (r[0] == '.' && (w == p || w[-1] == '/') && (r[1] == '/' || (r[1] == 0 && w > p))) {
+      r += r[1] ? 2 : 1;
+    } else {
+      *w++ = *r++;
+    }
+  }
+  if (w > p + 1 && w[-1] == '/') w--;
+  *w = 0;
+}
+
 static void load_files(Dwarf_Debug dbg, Dwarf_Die cudie, sym_cu *cu) {
   char **names = NULL;
   Dwarf_Signed cnt = 0;
@@ -651,7 +724,8 @@ static void load_files(Dwarf_Debug dbg, Dwarf_Die cudie, sym_cu *cu) {
   }
   cu->files = cnt > 0 ? calloc((size_t)cnt, sizeof *cu->files) : NULL;
   for (Dwarf_Signed i = 0; i < cnt; i++) {
-    if (cu->files) cu->files[i] = strdup(names[i] ? names[i] : "");
+    if (cu->files && (cu->files[i] = strdup(names[i] ? names[i] : "")) != NULL)
+      tidy_path(cu->files[i]);
     dwarf_dealloc(dbg, names[i], DW_DLA_STRING);
   }
   if (cu->files) cu->nfiles = (size_t)cnt;
@@ -710,6 +784,16 @@ static void load_lines(Dwarf_Debug dbg, Dwarf_Die cudie, sym_cu *cu) {
       continue;
     }
     if (dwarf_lineendsequence(lines[i], &end, &err) != DW_DLV_OK) drop_err(dbg, &err);
+    if (end && i + 1 < n) {
+      /* libdwarf 20210528 also flags rows that merely carry DW_LNS_set_epilogue_begin (clang
+       * emits one per function) as end_sequence; a real end row never has it set. */
+      Dwarf_Bool pe = 0, eb = 0;
+      Dwarf_Unsigned isa = 0, disc = 0;
+      if (dwarf_prologue_end_etc(lines[i], &pe, &eb, &isa, &disc, &err) != DW_DLV_OK)
+        drop_err(dbg, &err);
+      else if (eb)
+        end = 0;
+    }
     if (in_seq && addr < cu->rows[cu->nrows - 1].addr) {
       /* Addresses never go backwards inside a valid sequence: drop the broken one. */
       cu->nrows = seq_first;
@@ -929,9 +1013,15 @@ static sym_module *open_module(const char *path) {
   int res = dwarf_init_path(path, truepath, sizeof truepath, DW_DLC_READ, DW_GROUPNUMBER_ANY,
                             NULL, NULL, &dbg, NULL, 0, NULL, &err);
   if (res == DW_DLV_OK) {
-    m->dbg = dbg;
-    if (truepath[0] && strcmp(truepath, path) != 0) read_elf(m, truepath, 0);
-    build_cu_index(m);
+    /* libdwarf reads sections lazily, so vetting after init still precedes any parsing. */
+    const char *dwarf_path = truepath[0] ? truepath : path;
+    if (dwarf_file_safe(dwarf_path)) {
+      m->dbg = dbg;
+      if (strcmp(dwarf_path, path) != 0) read_elf(m, dwarf_path, 0);
+      build_cu_index(m);
+    } else {
+      if (dwarf_finish(dbg, &err) != DW_DLV_OK && err) dwarf_dealloc_error(NULL, err);
+    }
   } else if (err) {
     dwarf_dealloc_error(NULL, err);
   }

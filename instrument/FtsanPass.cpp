@@ -32,6 +32,7 @@
 #include "llvm/Passes/PassBuilder.h"
 #include "llvm/Passes/PassPlugin.h"
 #include "llvm/Support/CommandLine.h"
+#include "llvm/Transforms/Utils/Cloning.h"
 #include "llvm/Transforms/Utils/ModuleUtils.h"
 
 using namespace llvm;
@@ -70,6 +71,23 @@ bool isRefcountHelper(StringRef Name) {
 }
 
 // ---------------------------------------------------------------------------------------
+void inlineLocalCallees(Function &F) {
+  for (int Round = 0; Round < 8; Round++) {
+    SmallVector<CallBase *, 8> Calls;
+    for (Instruction &I : instructions(F))
+      if (auto *CB = dyn_cast<CallBase>(&I))
+        if (Function *Callee = CB->getCalledFunction())
+          if (!Callee->isDeclaration() && Callee != &F && !Callee->isVarArg())
+            Calls.push_back(CB);
+    if (Calls.empty())
+      return;
+    for (CallBase *CB : Calls) {
+      InlineFunctionInfo IFI;
+      InlineFunction(*CB, IFI);
+    }
+  }
+}
+
 struct FtsanMarkPass : PassInfoMixin<FtsanMarkPass> {
   PreservedAnalyses run(Module &M, ModuleAnalysisManager &) {
     LLVMContext &Ctx = M.getContext();
@@ -78,6 +96,11 @@ struct FtsanMarkPass : PassInfoMixin<FtsanMarkPass> {
     for (Function &F : M) {
       if (F.isDeclaration() || !isRefcountHelper(F.getName()))
         continue;
+      // The helpers reach the fields through other static inline functions
+      // (_Py_atomic_add_ssize, _Py_atomic_load_uint32_relaxed, ...) that the rest of the
+      // code uses too, e.g. the PyMutex fast path. Inline those into the helper first, so
+      // only the copies inside the helper get the tag.
+      inlineLocalCallees(F);
       for (Instruction &I : instructions(F))
         if (I.mayReadOrWriteMemory() && !isa<CallBase>(I)) {
           I.setMetadata(kRefcountMD, Tag);

@@ -41,7 +41,8 @@
   X(FTSAN_PATCH_EDISASM, -10, "the disassembler could not be initialized")                     \
   X(FTSAN_PATCH_EALREADY, -11, "the target is already patched")                                 \
   X(FTSAN_PATCH_EFULL, -12, "the table of patched sites is full")                               \
-  X(FTSAN_PATCH_EUNREADABLE, -13, "the target's code is not mapped readable")
+  X(FTSAN_PATCH_EUNREADABLE, -13, "the target's code is not mapped readable")              \
+  X(FTSAN_PATCH_EARCH, -14, "no patching backend for this architecture")
 
 enum ftsan_patch_error {
 #define FTSAN__PATCH_ENUM(name, value, text) name = value,
@@ -56,5 +57,8 @@ enum ftsan_patch_error {
 int ftsan_patch_install(void *target, size_t target_size, void *replacement, void **original);
 
 const char *ftsan_patch_strerror(int code);
+
+/* Internal, for tests and diagnostics: bytes of the disassembler's private arena in use. */
+size_t ftsan__patch_disasm_arena_used(void);
 
 #endif

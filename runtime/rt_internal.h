@@ -61,11 +61,13 @@ int ftsan__trace_open(void);              /* 0 ok; no-op when no out dir is set 
 void ftsan__trace_write(const void *rec, uint32_t size);   /* size: multiple of 8 */
 void ftsan__trace_flush(void);            /* async-signal-safe */
 void ftsan__trace_close(void);
+void ftsan__trace_forget(void);        /* in a forked child: drop the parent's file */
 int ftsan__trace_active(void);
 
 /* ---- module map (rt_modules.c) ------------------------------------------------------- */
 void ftsan__modules_scan(void);           /* writes MODULE records for objects not yet seen */
 void ftsan__modules_mark_instrumented(const void *addr_in_module);
+void ftsan__modules_rewrite_all(void);   /* in a forked child */
 
 /* ---- threads (rt_thread.c) ----------------------------------------------------------- */
 #define FTSAN_MAX_THREADS 4096

@@ -4,7 +4,9 @@
 #define _GNU_SOURCE 1
 #include "rt_internal.h"
 
+#include <dlfcn.h>
 #include <fcntl.h>
+#include <sys/syscall.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -132,6 +134,17 @@ static void at_exit(void) {
   if (ftsan__opt.verbose) ftsan__log("ftsan: runtime shut down");
 }
 
+/* _exit skips atexit handlers; forked children (multiprocessing, os.fork + os._exit) end
+ * this way, and their traces must still be complete. */
+FTSAN_EXPORT void _exit(int status) {
+  static void (*real_exit)(int) __attribute__((noreturn));
+  if (!real_exit) real_exit = (void (*)(int))dlsym(RTLD_NEXT, "_exit");
+  at_exit();
+  if (real_exit) real_exit(status);
+  syscall(SYS_exit_group, status);
+  __builtin_unreachable();
+}
+
 /* Fatal signals: flush what is buffered so the trace stays readable (without an END record,
  * which tells the reader the process did not finish), then let the default action happen. */
 static const int fatal_signals[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT};
@@ -168,12 +181,15 @@ static void install_signal_handlers(void) {
 
 /* A forked child gets its own trace file; it inherits the parent's module map, which it
  * writes again, and only the forking thread survives. */
+static void before_fork(void) { ftsan__trace_flush(); }
+
 static void after_fork_child(void) {
+  ftsan__trace_forget();
   if (!ftsan__opt.out || !*ftsan__opt.out) return;
-  ftsan__trace_close();
   if (ftsan__trace_open() == 0) {
     write_process_record();
-    ftsan__modules_scan();
+    ftsan__modules_rewrite_all();
+    ftsan__trace_flush();
   }
 }
 
@@ -199,8 +215,11 @@ void ftsan__init_once(void) {
     ftsan__warn(FTSAN_WARN_NOT_PYTHON, "python %x.%x is not a free-threaded build: the GIL "
                 "serializes threads and hides races; use python3.13t or python3.14t",
                 (ftsan__python_version() >> 24) & 0xff, (ftsan__python_version() >> 16) & 0xff);
+  /* What is known at start goes to disk now: a process killed with SIGKILL still leaves a
+   * readable (truncated) trace. */
+  ftsan__trace_flush();
   install_signal_handlers();
-  pthread_atfork(NULL, NULL, after_fork_child);
+  pthread_atfork(before_fork, NULL, after_fork_child);
   atexit(at_exit);
   ftsan__initialized = 1;
   __atomic_store_n(&init_state, 2, __ATOMIC_RELEASE);

@@ -121,3 +121,10 @@ void ftsan__modules_mark_instrumented(const void *addr) {
   dl_iterate_phdr(scan_one, &index);
   ftsan__spin_unlock(&modules_lock);
 }
+
+/* In a forked child: the new trace file needs the whole map again. */
+void ftsan__modules_rewrite_all(void) {
+  modules_lock.locked = 0;
+  for (int i = 0; i < nmodules; i++) modules[i].written = 0;
+  ftsan__modules_scan();
+}

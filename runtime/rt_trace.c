@@ -110,6 +110,16 @@ void ftsan__trace_flush(void) {
   }
 }
 
+/* In a forked child: the inherited buffer belongs to the parent's file (whose offset the
+ * child shares), so it is dropped, not written; the lock may have been held by a thread that
+ * does not exist in the child. */
+void ftsan__trace_forget(void) {
+  trace_lock.locked = 0;
+  trace_len = 0;
+  if (trace_fd >= 0) close(trace_fd);
+  trace_fd = -1;
+}
+
 void ftsan__trace_close(void) {
   ftsan__spin_lock(&trace_lock);
   flush_locked();

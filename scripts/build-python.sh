@@ -39,7 +39,7 @@ for u in $uris; do echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-k
 aptopts=(-o Dir::Etc::SourceList="$srclist" -o Dir::Etc::SourceParts=/dev/null
          -o Dir::State="$work/apt/state" -o Dir::State::Lists="$work/apt/lists"
          -o Dir::Cache="$work/apt/cache" -o Dir::State::status=/var/lib/dpkg/status
-         -o APT::Get::List-Cleanup=0 -o Debug::NoLocking=1)
+         -o APT::Get::List-Cleanup=0 -o Debug::NoLocking=1 -o APT::Sandbox::User=root)
 echo "ftsan-setup: fetching the python3.13 source package ($suite)" >&2
 apt-get "${aptopts[@]}" update -qq >&2 || die "apt-get update of the private deb-src list failed"
 ( cd "$work/src" && apt-get "${aptopts[@]}" source -qq python3.13 >&2 ) || die "apt-get source python3.13 failed (is dpkg-dev installed?)"

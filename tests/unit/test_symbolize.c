@@ -444,6 +444,7 @@ TEST(corrupt_inputs_do_not_crash) {
 }
 
 int main(int argc, char **argv) {
+  setvbuf(stdout, NULL, _IOLBF, 0); /* keep progress visible if a crash cuts the run short */
   if (argc < 2) {
     fprintf(stderr, "usage: %s FIXTURE_DIR\n", argv[0]);
     return 2;

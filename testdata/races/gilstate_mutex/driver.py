@@ -25,7 +25,7 @@ for t in threads:
     t.join()
 if errors:
     raise errors[0]
-if mod.hits() <= 0:
+if mod.snapshot()[0] <= 0:
     sys.exit("nothing recorded")
 if sys._is_gil_enabled():
     print("warning: the GIL is enabled; races cannot happen", file=sys.stderr)

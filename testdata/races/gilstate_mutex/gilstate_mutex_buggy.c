@@ -23,17 +23,18 @@ record(PyObject *Py_UNUSED(module), PyObject *arg)
 }
 
 static PyObject *
-hits(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(arg))
+snapshot(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(arg))
 {
     PyGILState_STATE gil = PyGILState_Ensure();
     long n = stats.hits;
+    long last = stats.last;
     PyGILState_Release(gil);
-    return PyLong_FromLong(n);
+    return Py_BuildValue("(ll)", n, last);
 }
 
 static PyMethodDef methods[] = {
     {"record", record, METH_O, "Record one value."},
-    {"hits", hits, METH_NOARGS, "Return how many values were recorded."},
+    {"snapshot", snapshot, METH_NOARGS, "Return (hits, last value recorded)."},
     {NULL, NULL, 0, NULL},
 };
 

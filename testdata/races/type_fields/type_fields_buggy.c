@@ -28,7 +28,7 @@ Accum_mean(PyObject *op, PyObject *Py_UNUSED(arg))
     AccumObject *self = (AccumObject *)op;
     long n = self->count; /* ftsan: race */
     double t = self->total; /* ftsan: race */
-    return PyFloat_FromDouble(n > 0 ? t / (double)n : 0.0);
+    return PyFloat_FromDouble(t / (double)(n > 0 ? n : 1));
 }
 
 static void

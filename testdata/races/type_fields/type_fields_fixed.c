@@ -34,7 +34,7 @@ Accum_mean(PyObject *op, PyObject *Py_UNUSED(arg))
     n = self->count;
     t = self->total;
     Py_END_CRITICAL_SECTION();
-    return PyFloat_FromDouble(n > 0 ? t / (double)n : 0.0);
+    return PyFloat_FromDouble(t / (double)(n > 0 ? n : 1));
 }
 
 static void

@@ -1,0 +1,124 @@
+"""Tests that the pass is applied: at every optimization level the compiled code calls the
+runtime; refcount helpers are not instrumented as plain accesses; C-API synchronization calls
+are redirected to runtime wrappers."""
+import os
+import re
+import shutil
+import subprocess
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from ftsan_testlib import FTSAN_CC, PY_INCLUDE, TESTDATA, build_extension, tempdir  # noqa: E402
+
+REFCOUNT_ONLY = r"""
+#include <Python.h>
+PyObject *keep(PyObject *o) { Py_INCREF(o); return o; }
+void drop(PyObject *o) { Py_DECREF(o); }
+PyObject *fresh(PyObject *o) { return Py_NewRef(o); }
+void xdrop(PyObject *o) { Py_XDECREF(o); }
+"""
+
+PLAIN = r"""
+long shared_counter;
+long bump(long k) { shared_counter += k; return shared_counter; }
+"""
+
+SYNC = r"""
+#include <Python.h>
+long n;
+PyMutex m;
+void cs(PyObject *o) { Py_BEGIN_CRITICAL_SECTION(o); n++; Py_END_CRITICAL_SECTION(); }
+void mx(void) { PyMutex_Lock(&m); n++; PyMutex_Unlock(&m); }
+int gs(void) { PyGILState_STATE s = PyGILState_Ensure(); n++; PyGILState_Release(s); return 0; }
+"""
+
+ATOMICS = r"""
+#include <stdatomic.h>
+_Atomic long a;
+long f(void) { atomic_store_explicit(&a, 1, memory_order_release);
+               return atomic_load_explicit(&a, memory_order_acquire) + atomic_fetch_add(&a, 2); }
+"""
+
+
+def ir(code, opt, work):
+    src = os.path.join(work, "t.c")
+    with open(src, "w") as f:
+        f.write(code)
+    out = os.path.join(work, "t.ll")
+    subprocess.run([FTSAN_CC, opt, "-S", "-emit-llvm", "-I" + PY_INCLUDE, src, "-o", out], check=True)
+    with open(out) as f:
+        return f.read()
+
+
+def calls(text):
+    return re.findall(r"call \w+ @(__ftsan_\w+)\(", text)
+
+
+def function_body(text, name):
+    m = re.search(r"define [^\n]*@%s\((?:.|\n)*?\n}\n" % name, text)
+    assert m, "no definition of %s" % name
+    return m.group(0)
+
+
+class PassApplied(unittest.TestCase):
+    def setUp(self):
+        self.work = tempdir()
+
+    def tearDown(self):
+        shutil.rmtree(self.work, ignore_errors=True)
+
+    def test_every_optimization_level_calls_the_runtime(self):
+        for opt in ("-O0", "-O1", "-O2", "-O3", "-Os"):
+            text = ir(PLAIN, opt, self.work)
+            body = calls(function_body(text, "bump"))
+            self.assertIn("__ftsan_func_entry", body, opt)
+            self.assertIn("__ftsan_func_exit", body, opt)
+            self.assertIn("__ftsan_write8", body, opt)
+            self.assertIn("__ftsan_init", text, opt)  # the ABI-check constructor
+            self.assertIn("ftsan.module_ctor", text, opt)
+
+    def test_extension_so_references_the_runtime_at_O0_and_O2(self):
+        for opt in ("-O0", "-O2"):
+            so = build_extension(os.path.join(TESTDATA, "basic", "basic_ext.c"), self.work, opt=opt)
+            nm = subprocess.run(["nm", "-D", "--undefined-only", so], capture_output=True, text=True).stdout
+            for sym in ("__ftsan_init", "__ftsan_func_entry", "__ftsan_read1", "__ftsan_atomic_pre",
+                        "__ftsan_PyCriticalSection_Begin", "__ftsan_PyCriticalSection_End"):
+                self.assertIn(sym, nm, "%s missing at %s" % (sym, opt))
+            self.assertNotRegex(nm, r"\bU PyCriticalSection_Begin\b")
+
+    def test_refcount_helpers_are_not_plain_accesses(self):
+        for opt in ("-O0", "-O2"):
+            text = ir(REFCOUNT_ONLY, opt, self.work)
+            for fn in ("keep", "drop", "fresh", "xdrop"):
+                body = calls(function_body(text, fn))
+                plain = [c for c in body if re.match(r"__ftsan_(read|write|atomic)", c)]
+                self.assertEqual(plain, [], "%s at %s: %s" % (fn, opt, body))
+
+    def test_plain_access_next_to_refcount_is_still_instrumented(self):
+        code = REFCOUNT_ONLY + "long g;\nvoid both(PyObject *o) { Py_INCREF(o); g++; Py_DECREF(o); }\n"
+        for opt in ("-O0", "-O2"):
+            body = calls(function_body(ir(code, opt, self.work), "both"))
+            self.assertIn("__ftsan_write8", body, opt)
+
+    def test_sync_calls_are_redirected(self):
+        for opt in ("-O0", "-O2"):
+            text = ir(SYNC, opt, self.work)
+            for wrapper in ("__ftsan_PyCriticalSection_Begin", "__ftsan_PyCriticalSection_End",
+                            "__ftsan_PyMutex_Lock", "__ftsan_PyMutex_Unlock",
+                            "__ftsan_PyGILState_Ensure", "__ftsan_PyGILState_Release"):
+                self.assertRegex(text, r"call \w+ @%s\(" % wrapper, opt)
+            self.assertNotRegex(text, r"call \w+ @PyCriticalSection_Begin\(", opt)
+            self.assertNotRegex(text, r"call \w+ @PyMutex_Lock\(", opt)
+
+    def test_atomics_carry_their_memory_order(self):
+        text = ir(ATOMICS, "-O2", self.work)
+        descs = [int(d) for d in re.findall(r"call void @__ftsan_atomic_pre\(ptr [^,]+, i32 (\d+)\)", text)]
+        # log2 size 3; (order << 4); (op << 8): store-release, load-acquire, rmw-seq_cst
+        self.assertIn(3 | (3 << 4) | (1 << 8), descs)
+        self.assertIn(3 | (2 << 4) | (0 << 8), descs)
+        self.assertIn(3 | (5 << 4) | (2 << 8), descs)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
