@@ -124,8 +124,38 @@ enum ftsan_warning_code {
   FTSAN_WARN_HOOK_FAILED = 4,
 };
 
-/* FTSAN_REC_RACE: two conflicting accesses not ordered by happens-before. Defined by the
- * race-detection work; readers of this version skip it if they do not know it. */
+/* FTSAN_REC_RACE: a finding about two accesses: for kind FTSAN_FINDING_DATA_RACE, two
+ * conflicting accesses (same bytes, at least one a write, not both atomic) that happens-before
+ * does not order. Stacks are return addresses, innermost first (symbolize pc - 1). */
+struct ftsan_race_access {
+  uint32_t tid;
+  uint8_t size;             /* bytes */
+  uint8_t write;
+  uint8_t atomic;
+  uint8_t stack_full;       /* 1: full C stack (unwound); 0: instrumented frames only */
+  uint32_t stack_len;       /* 0 when the stack was no longer in the thread's history */
+  uint32_t pad;
+  uint64_t epoch;
+};
+struct ftsan_rec_race {
+  struct ftsan_rec_header h;
+  uint32_t kind;            /* FTSAN_FINDING_* */
+  uint32_t mem_kind;        /* FTSAN_MEM_* */
+  uint64_t addr;
+  struct ftsan_race_access cur, prev;
+  uint64_t object_addr;     /* FTSAN_MEM_PYOBJECT: start of the object */
+  uint64_t object_size;     /* FTSAN_MEM_PYOBJECT: tp_basicsize */
+  uint32_t type_name_len;   /* bytes of the type name including NUL, 0 if none */
+  uint32_t pad;
+  /* uint64_t cur_stack[cur.stack_len]; uint64_t prev_stack[prev.stack_len];
+   * char type_name[type_name_len] */
+};
+enum ftsan_finding_kind { FTSAN_FINDING_DATA_RACE = 1 };
+enum ftsan_mem_kind {
+  FTSAN_MEM_UNKNOWN = 0,    /* the CLI looks the address up in the module map (globals) */
+  FTSAN_MEM_PYOBJECT = 1,   /* inside a Python object (type name recorded) */
+  FTSAN_MEM_HEAP = 2,       /* inside a malloc'd block */
+};
 
 /* FTSAN_REC_END: the runtime shut down cleanly. */
 struct ftsan_rec_end {

@@ -1,4 +1,7 @@
 /* elf_lookup.c: finds functions by name by reading the .symtab/.dynsym of every loaded object from its file on disk. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* syscall, dl_iterate_phdr, MAP_ANONYMOUS, RTLD_NEXT under -std=c11 */
+#endif
 #include "elf_lookup.h"
 
 #include <elf.h>
@@ -196,7 +199,7 @@ static int ftsan__elf_search(const char *object, const char *name, ftsan_elf_sym
     any_object = 1;
     ftsan__elf_open(img);
     if (img->state != 1) continue;
-    int g_found = 0, g_hidden = 0;
+    int g_found = 0, g_hidden = 0, g_ifunc = 0;
     uintptr_t g_addr = 0;
     size_t g_size = 0;
     for (int t = 0; t < 2; t++) {
@@ -206,21 +209,22 @@ static int ftsan__elf_search(const char *object, const char *name, ftsan_elf_sym
         int type = ELF64_ST_TYPE(s->st_info), bind = ELF64_ST_BIND(s->st_info);
         if (s->st_shndx == SHN_UNDEF || (type != STT_FUNC && type != STT_GNU_IFUNC)) continue;
         if (!ftsan__elf_name_eq(tab, s->st_name, name, nlen)) continue;
-        if (type == STT_GNU_IFUNC) {
-          saw_ifunc = 1;
-          continue;
-        }
+        int ifunc = type == STT_GNU_IFUNC;
+        saw_ifunc |= ifunc;
         uintptr_t addr = img->bias + (uintptr_t)s->st_value;
         if (bind == STB_GLOBAL || bind == STB_WEAK) {
           /* 0x8000 in .gnu.version marks a non-default version (foo@VER, not foo@@VER). */
           int hidden = tab->versym ? (tab->versym[j] & 0x8000) != 0 : 0;
+          /* IFUNCs compete too: glibc's memcpy@@GLIBC_2.14 is an IFUNC while the old
+           * memcpy@GLIBC_2.2.5 is a plain FUNC that calls would not reach. */
           if (!g_found || (g_hidden && !hidden)) {
             g_found = 1;
             g_hidden = hidden;
+            g_ifunc = ifunc;
             g_addr = addr;
             g_size = (size_t)s->st_size;
           }
-        } else if (bind == STB_LOCAL) {
+        } else if (bind == STB_LOCAL && !ifunc) {
           if (!local_found) {
             local_found = 1;
             local_addr = addr;
@@ -232,6 +236,7 @@ static int ftsan__elf_search(const char *object, const char *name, ftsan_elf_sym
         }
       }
     }
+    if (g_found && g_ifunc) return FTSAN_ELF_EIFUNC;
     if (g_found) {
       ftsan__elf_fill(out, g_addr, g_size, 0, 0, img);
       return FTSAN_ELF_OK;

@@ -14,7 +14,8 @@
  * file on disk (/proc/self/exe for the main program). Only defined STT_FUNC symbols count.
  * A global (STB_GLOBAL or STB_WEAK) definition anywhere wins over a local one; among globals
  * the first object in search order wins, and inside one object the default symbol version
- * (@@) wins over hidden ones. If only locals match, the first one in search order is returned
+ * (@@) wins over hidden ones; if that winner is an STT_GNU_IFUNC (glibc's memcpy, strlen...)
+ * the lookup fails with FTSAN_ELF_EIFUNC rather than return the resolver. If only locals match, the first one in search order is returned
  * and `ambiguous` is set when other locals of that name have other addresses.
  *
  * Safe to call from a library constructor: no malloc, no stdio, no pthread calls; files are
@@ -26,7 +27,7 @@
   X(FTSAN_ELF_OK, 0, "found")                                                                \
   X(FTSAN_ELF_EINVAL, -1, "invalid argument")                                                \
   X(FTSAN_ELF_ENOTFOUND, -2, "no defined function of that name in any loaded object")        \
-  X(FTSAN_ELF_EIFUNC, -3, "the name is only an STT_GNU_IFUNC (its address is the resolver)") \
+  X(FTSAN_ELF_EIFUNC, -3, "the definition calls bind to is an STT_GNU_IFUNC (the symbol is its resolver)") \
   X(FTSAN_ELF_ENOOBJECT, -4, "no loaded object matched the requested object name")
 
 enum ftsan_elf_error {

@@ -1,4 +1,7 @@
 /* patch.c: function entry patching for x86-64: relocates the first instructions into a near trampoline and writes a jmp at the entry. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* syscall, dl_iterate_phdr, MAP_ANONYMOUS, RTLD_NEXT under -std=c11 */
+#endif
 #include "patch.h"
 
 #include <stdatomic.h>
@@ -24,6 +27,12 @@ int ftsan_patch_install(void *target, size_t target_size, void *replacement, voi
   (void)target_size;
   (void)replacement;
   (void)original;
+  return FTSAN_PATCH_EARCH;
+}
+
+int ftsan_patch_check(void *target, size_t target_size) {
+  (void)target;
+  (void)target_size;
   return FTSAN_PATCH_EARCH;
 }
 
@@ -84,8 +93,8 @@ static int ftsan__cs_state; /* 0 not tried, 1 ready, -1 failed */
 
 /* Capstone allocates through CS_OPT_MEM hooks; they point at this bump arena so that patching
  * from a constructor never calls malloc (which the runtime may intercept, or which may not be
- * ready). cs_open for x86 plus one detailed cs_insn took 2.3 KiB when measured (capstone
- * 4.0.2); cs_disasm_iter allocates nothing. Memory is never freed: the handle lives for the
+ * ready). cs_open for x86 plus one detailed cs_insn took 20176 bytes when measured (capstone
+ * 4.0.2, test_patch's disasm_arena_small); cs_disasm_iter allocates nothing. Memory is never freed: the handle lives for the
  * whole process. This makes patch.c the owner of capstone's allocator process-wide. */
 static unsigned char ftsan__cs_arena[64 * 1024] __attribute__((aligned(16)));
 static size_t ftsan__cs_arena_used;
@@ -192,12 +201,23 @@ static int ftsan__dis_decode(const uint8_t *code, size_t avail, uintptr_t addr, 
     if (op->type != X86_OP_MEM ||
         (op->mem.base != X86_REG_RIP && op->mem.base != X86_REG_EIP && op->mem.index != X86_REG_RIP))
       continue;
-    if (op->mem.base != X86_REG_RIP || x->encoding.disp_offset == 0 || x->encoding.disp_size != 4) {
+    /* RIP-relative addressing is ModRM mod=00 rm=101 and always carries a disp32 right after
+     * the ModRM byte (no SIB). That is checked from the bytes rather than taken from
+     * encoding.disp_size: capstone 4.0.2 reports disp_size 2 for 66-prefixed SSE forms
+     * (comisd, movdqa, pxor, ucomisd [rip+x]), measured on python3.13t's PyLong_FromDouble. */
+    uint8_t m = x->encoding.modrm_offset;
+    int32_t disp;
+    if (op->mem.base != X86_REG_RIP || m == 0 || m + 5u > in->size || (code[m] & 0xc7) != 0x05) {
       out->rip_bad = 1;
-    } else {
-      out->rip_off = x->encoding.disp_offset;
-      out->dest = addr + in->size + (uintptr_t)(int64_t)op->mem.disp;
+      continue;
     }
+    memcpy(&disp, code + m + 1, 4);
+    if ((int64_t)disp != op->mem.disp) {
+      out->rip_bad = 1;
+      continue;
+    }
+    out->rip_off = (uint8_t)(m + 1);
+    out->dest = addr + in->size + (uintptr_t)(int64_t)disp;
   }
   return 0;
 }
@@ -676,7 +696,9 @@ static int ftsan__write_code(uintptr_t dst, const uint8_t *src, size_t n) {
 
 /* ---------------------------------------------------------------------------------------- */
 
+#ifndef FTSAN__MAX_SITES /* overridable for stress experiments that patch every function */
 #define FTSAN__MAX_SITES 4096
+#endif
 
 typedef struct ftsan__site {
   uintptr_t entry;
@@ -747,6 +769,24 @@ static int ftsan__install_locked(uintptr_t entry, size_t size, uintptr_t repl, v
   ftsan__reprotect(r.site, FTSAN__JMP_LEN);
   __builtin___clear_cache((char *)r.site, (char *)r.site + FTSAN__JMP_LEN);
   return 0;
+}
+
+static int ftsan__check_locked(uintptr_t entry, size_t size) {
+  int rc = ftsan__dis_init();
+  if (rc) return rc;
+  for (int i = 0; i < ftsan__nsites; i++)
+    if (ftsan__sites[i].entry == entry) return FTSAN_PATCH_EALREADY;
+  static ftsan__region r;
+  return ftsan__plan(&r, entry, size);
+}
+
+int ftsan_patch_check(void *target, size_t target_size) {
+  if (!target) return FTSAN_PATCH_EINVAL;
+  while (atomic_flag_test_and_set_explicit(&ftsan__patch_lock, memory_order_acquire)) {
+  }
+  int rc = ftsan__check_locked((uintptr_t)target, target_size);
+  atomic_flag_clear_explicit(&ftsan__patch_lock, memory_order_release);
+  return rc;
 }
 
 int ftsan_patch_install(void *target, size_t target_size, void *replacement, void **original) {

@@ -56,6 +56,10 @@ enum ftsan_patch_error {
  * on failure the target's bytes are unchanged. */
 int ftsan_patch_install(void *target, size_t target_size, void *replacement, void **original);
 
+/* Reports what ftsan_patch_install would return for target, short of the steps that need
+ * memory (trampoline allocation, mprotect), without changing anything. */
+int ftsan_patch_check(void *target, size_t target_size);
+
 const char *ftsan_patch_strerror(int code);
 
 /* Internal, for tests and diagnostics: bytes of the disassembler's private arena in use. */

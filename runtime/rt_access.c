@@ -1,21 +1,44 @@
 /* rt_access.c: the memory-access, atomic and function entry/exit entry points of the ABI
  * (include/ftsan_abi.h). The PC of an access is the return address of the entry point. */
-#include "rt_internal.h"
+#include "rt_clock.h"
+#include "rt_race.h"
 
 #define CALLER_PC ((uint64_t)(uintptr_t)__builtin_return_address(0))
 
-FTSAN_ALWAYS_INLINE void access(uint64_t pc, void *addr, uint32_t size, int is_write) {
-  (void)addr;
-  (void)size;
+/* Splits an access into granule-sized pieces; most accesses are aligned and take the first
+ * branch. */
+FTSAN_ALWAYS_INLINE void access(uint64_t pc, uintptr_t addr, size_t size, int is_write,
+                                int is_atomic) {
   if (FTSAN_UNLIKELY(!ftsan__enabled)) return;
   ftsan_thread *t = ftsan__thread();
   if (FTSAN_UNLIKELY(t->ignore)) return;
-  ftsan__stats_add(t, pc, is_write ? FTSAN_EV_WRITE : FTSAN_EV_READ);
+  ftsan__stats_add(t, pc, is_atomic ? FTSAN_EV_ATOMIC : is_write ? FTSAN_EV_WRITE : FTSAN_EV_READ);
+  uint64_t e = ftsan__history_add(t, (pc & FTSAN_EV_PC_MASK) | (FTSAN_EV_TYPE_ACCESS << 62));
+  if (FTSAN_LIKELY((size == 1 || size == 2 || size == 4 || size == 8) &&
+                   (addr & 7) + size <= 8)) {
+    uint32_t log = size == 8 ? 3 : size == 4 ? 2 : size == 2 ? 1 : 0;
+    ftsan__check_granule(t, addr, log, is_write, is_atomic, e, pc);
+    return;
+  }
+  uintptr_t end = addr + size;
+  while (addr < end) {
+    size_t n = 8 - (addr & 7);
+    if (n > end - addr) n = end - addr;
+    /* A piece becomes the largest power-of-two access that fits from its offset. */
+    uint32_t log = (n >= 8 && (addr & 7) == 0) ? 3 : (n >= 4 && (addr & 3) == 0) ? 2
+                   : (n >= 2 && (addr & 1) == 0) ? 1 : 0;
+    ftsan__check_granule(t, addr, log, is_write, is_atomic, e, pc);
+    addr += (uintptr_t)1 << log;
+  }
 }
 
 #define DEFINE_ACCESS(size)                                                                   \
-  FTSAN_EXPORT void __ftsan_read##size(void *addr) { access(CALLER_PC, addr, size, 0); }      \
-  FTSAN_EXPORT void __ftsan_write##size(void *addr) { access(CALLER_PC, addr, size, 1); }
+  FTSAN_EXPORT void __ftsan_read##size(void *addr) {                                          \
+    access(CALLER_PC, (uintptr_t)addr, size, 0, 0);                                          \
+  }                                                                                           \
+  FTSAN_EXPORT void __ftsan_write##size(void *addr) {                                         \
+    access(CALLER_PC, (uintptr_t)addr, size, 1, 0);                                          \
+  }
 DEFINE_ACCESS(1)
 DEFINE_ACCESS(2)
 DEFINE_ACCESS(4)
@@ -23,33 +46,52 @@ DEFINE_ACCESS(8)
 DEFINE_ACCESS(16)
 
 FTSAN_EXPORT void __ftsan_read_range(void *addr, size_t size) {
-  access(CALLER_PC, addr, (uint32_t)size, 0);
+  if (size) access(CALLER_PC, (uintptr_t)addr, size, 0, 0);
 }
 
 FTSAN_EXPORT void __ftsan_write_range(void *addr, size_t size) {
-  access(CALLER_PC, addr, (uint32_t)size, 1);
+  if (size) access(CALLER_PC, (uintptr_t)addr, size, 1, 0);
 }
 
+static int has_release(uint32_t mo) {
+  return mo == FTSAN_MO_RELEASE || mo == FTSAN_MO_ACQ_REL || mo == FTSAN_MO_SEQ_CST;
+}
+
+static int has_acquire(uint32_t mo) {
+  return mo == FTSAN_MO_ACQUIRE || mo == FTSAN_MO_CONSUME || mo == FTSAN_MO_ACQ_REL ||
+         mo == FTSAN_MO_SEQ_CST;
+}
+
+/* Before an atomic instruction: record the access (atomics never race with each other, but
+ * do with plain accesses) and publish release semantics at the address. */
 FTSAN_EXPORT void __ftsan_atomic_pre(void *addr, uint32_t desc) {
-  (void)addr;
-  (void)desc;
   if (FTSAN_UNLIKELY(!ftsan__enabled)) return;
   ftsan_thread *t = ftsan__thread();
   if (FTSAN_UNLIKELY(t->ignore)) return;
-  ftsan__stats_add(t, CALLER_PC, FTSAN_EV_ATOMIC);
+  uint32_t op = FTSAN_ATOMIC_OP(desc), mo = FTSAN_ATOMIC_MO(desc);
+  access(CALLER_PC, (uintptr_t)addr, (size_t)1 << FTSAN_ATOMIC_LOG2SIZE(desc), op != FTSAN_AOP_LOAD, 1);
+  if (op != FTSAN_AOP_LOAD && has_release(mo)) ftsan__release(t, (uintptr_t)addr);
 }
 
+/* After an atomic instruction: take acquire semantics at the address. */
 FTSAN_EXPORT void __ftsan_atomic_post(void *addr, uint32_t desc) {
-  (void)addr;
-  (void)desc;
+  if (FTSAN_UNLIKELY(!ftsan__enabled)) return;
+  ftsan_thread *t = ftsan__thread();
+  if (FTSAN_UNLIKELY(t->ignore)) return;
+  uint32_t op = FTSAN_ATOMIC_OP(desc), mo = FTSAN_ATOMIC_MO(desc);
+  if (op != FTSAN_AOP_STORE && has_acquire(mo)) ftsan__acquire(t, (uintptr_t)addr);
 }
 
+/* Fences are not modelled as synchronization (an atomic's own order is); a fence next to a
+ * relaxed atomic therefore creates no edge, which can only produce a report, never hide one. */
 FTSAN_EXPORT void __ftsan_fence(uint32_t mo) { (void)mo; }
 
 FTSAN_EXPORT void __ftsan_func_entry(void *caller_pc) {
   if (FTSAN_UNLIKELY(!ftsan__enabled)) return;
   ftsan_thread *t = ftsan__thread();
-  if (FTSAN_LIKELY(t->depth < FTSAN_SHADOW_STACK)) t->stack[t->depth] = (uint64_t)(uintptr_t)caller_pc;
+  uint64_t pc = (uint64_t)(uintptr_t)caller_pc;
+  ftsan__history_add(t, (pc & FTSAN_EV_PC_MASK) | (FTSAN_EV_TYPE_ENTRY << 62));
+  if (FTSAN_LIKELY(t->depth < FTSAN_SHADOW_STACK)) t->stack[t->depth] = pc;
   t->depth++;
   if (FTSAN_UNLIKELY(t->ignore)) return;
   ftsan__stats_add(t, CALLER_PC, FTSAN_EV_FUNC_ENTRY);
@@ -58,5 +100,6 @@ FTSAN_EXPORT void __ftsan_func_entry(void *caller_pc) {
 FTSAN_EXPORT void __ftsan_func_exit(void) {
   if (FTSAN_UNLIKELY(!ftsan__enabled)) return;
   ftsan_thread *t = ftsan__thread();
+  ftsan__history_add(t, FTSAN_EV_TYPE_EXIT << 62);
   if (FTSAN_LIKELY(t->depth > 0)) t->depth--;
 }

@@ -1,17 +1,33 @@
 /* rt_capi.c: wrappers for the C-API synchronization functions that the pass redirects calls
- * to (FTSAN_CAPI_WRAPPERS in include/ftsan_abi.h). Each records the event and calls the real
- * function, found with dlsym(RTLD_DEFAULT): the definition lives in the python executable
- * (or libpython), which LD_PRELOAD cannot interpose. */
+ * to (FTSAN_CAPI_WRAPPERS in include/ftsan_abi.h). Each calls the real function, found with
+ * dlsym(RTLD_DEFAULT) (the definition lives in the python executable or libpython, which
+ * LD_PRELOAD cannot interpose), and records what it means for happens-before:
+ *   - a critical section on an object is its per-object mutex (ob_mutex, offset 10 of a
+ *     free-threaded PyObject): acquired after Begin, released before End;
+ *   - PyMutex_Lock/Unlock here are the slow paths (the fast paths are inline atomics that
+ *     the pass instruments), so they acquire/release the mutex's address the same way;
+ *   - a thread that detaches (PyEval_SaveThread, or blocking while it waits for another
+ *     critical section) suspends its critical sections: their mutexes are really released
+ *     and taken back later, so the wrapper releases and re-acquires them too;
+ *   - PyGILState_Ensure/Release give no mutual exclusion in a free-threaded build: nothing.
+ * Releasing a mutex that the thread still holds can never add a false edge (nobody else can
+ * acquire it meanwhile), which is why the suspension model may release early and often. */
 #define _GNU_SOURCE 1
-#include "rt_internal.h"
+#include "rt_clock.h"
 
 #include <dlfcn.h>
 
 #define CALLER_PC ((uint64_t)(uintptr_t)__builtin_return_address(0))
+#define OB_MUTEX_OFFSET 10
+#define HELD_MAX 16
 
 #define DEFINE_REAL(name, ret, params, args) static ret(*real_##name) params;
 FTSAN_CAPI_WRAPPERS(DEFINE_REAL)
 #undef DEFINE_REAL
+
+/* Mutexes of the critical sections a thread holds, innermost last; per thread, no lock. */
+static FTSAN_TLS uintptr_t held[HELD_MAX];
+static FTSAN_TLS uint32_t nheld;
 
 void ftsan__capi_init(void) {
 #define RESOLVE(name, ret, params, args) real_##name = (ret(*) params)dlsym(RTLD_DEFAULT, #name);
@@ -19,28 +35,187 @@ void ftsan__capi_init(void) {
 #undef RESOLVE
 }
 
-static void missing(const char *name) {
-  ftsan__warn(FTSAN_WARN_HOOK_FAILED, "%s not found in the process; is this python?", name);
-}
-
-static void note_sync(uint64_t pc) {
-  if (!ftsan__enabled) return;
+static ftsan_thread *sync_thread(uint64_t pc) {
+  if (!ftsan__enabled) return NULL;
   ftsan_thread *t = ftsan__thread();
-  if (!t->ignore) ftsan__stats_add(t, pc, FTSAN_EV_SYNC);
+  if (t->ignore) return NULL;
+  ftsan__stats_add(t, pc, FTSAN_EV_SYNC);
+  return t;
 }
 
-/* A wrapper per function; the event recorded is what the race detector models for it. */
-#define DEFINE_WRAPPER(name, ret, params, args)                                   \
-  FTSAN_EXPORT ret __ftsan_##name params {                                        \
-    note_sync(CALLER_PC);                                                         \
-    if (FTSAN_UNLIKELY(!real_##name)) {                                           \
-      real_##name = (ret(*) params)dlsym(RTLD_DEFAULT, #name);                    \
-      if (!real_##name) {                                                         \
-        missing(#name);                                                           \
-        __builtin_trap();                                                         \
-      }                                                                           \
-    }                                                                             \
-    return real_##name args;                                                      \
+#define ENSURE_REAL(name)                                                                \
+  do {                                                                                   \
+    if (FTSAN_UNLIKELY(!real_##name)) {                                                  \
+      *(void **)&real_##name = dlsym(RTLD_DEFAULT, #name);                               \
+      if (!real_##name) {                                                                \
+        ftsan__log("ftsan: fatal: the extension calls " #name ", which this python does " \
+                   "not have (built for another Python version?)");                      \
+        ftsan__halt(1);                                                                  \
+      }                                                                                  \
+    }                                                                                    \
+  } while (0)
+
+static void held_push(uintptr_t m) {
+  if (nheld < HELD_MAX) held[nheld] = m;
+  nheld++;
+}
+
+static void held_pop(void) {
+  if (nheld > 0) nheld--;
+}
+
+/* Before a call that may detach the thread: what the held sections did is published. */
+static void suspend_held(ftsan_thread *t) {
+  uint32_t n = nheld < HELD_MAX ? nheld : HELD_MAX;
+  for (uint32_t i = 0; i < n; i++) ftsan__release(t, held[i]);
+}
+
+/* After it: the sections were re-entered, after whoever took them meanwhile. */
+static void resume_held(ftsan_thread *t) {
+  uint32_t n = nheld < HELD_MAX ? nheld : HELD_MAX;
+  for (uint32_t i = 0; i < n; i++) ftsan__acquire(t, held[i]);
+}
+
+static void begin_locked(ftsan_thread *t, uintptr_t m) {
+  if (!t) return;
+  resume_held(t);
+  if (m) ftsan__acquire(t, m);
+  held_push(m);
+}
+
+FTSAN_EXPORT void __ftsan_PyCriticalSection_Begin(void *cs, void *op) {
+  ENSURE_REAL(PyCriticalSection_Begin);
+  ftsan_thread *t = sync_thread(CALLER_PC);
+  if (t) suspend_held(t);
+  real_PyCriticalSection_Begin(cs, op);
+  begin_locked(t, op ? (uintptr_t)op + OB_MUTEX_OFFSET : 0);
+}
+
+FTSAN_EXPORT void __ftsan_PyCriticalSection_BeginMutex(void *cs, void *m) {
+  ENSURE_REAL(PyCriticalSection_BeginMutex);
+  ftsan_thread *t = sync_thread(CALLER_PC);
+  if (t) suspend_held(t);
+  real_PyCriticalSection_BeginMutex(cs, m);
+  begin_locked(t, (uintptr_t)m);
+}
+
+FTSAN_EXPORT void __ftsan_PyCriticalSection2_Begin(void *cs, void *a, void *b) {
+  ENSURE_REAL(PyCriticalSection2_Begin);
+  ftsan_thread *t = sync_thread(CALLER_PC);
+  if (t) suspend_held(t);
+  real_PyCriticalSection2_Begin(cs, a, b);
+  if (!t) return;
+  resume_held(t);
+  uintptr_t ma = a ? (uintptr_t)a + OB_MUTEX_OFFSET : 0, mb = b ? (uintptr_t)b + OB_MUTEX_OFFSET : 0;
+  if (ma) ftsan__acquire(t, ma);
+  if (mb && mb != ma) ftsan__acquire(t, mb);
+  held_push(ma);
+  held_push(mb);
+}
+
+FTSAN_EXPORT void __ftsan_PyCriticalSection2_BeginMutex(void *cs, void *m1, void *m2) {
+  ENSURE_REAL(PyCriticalSection2_BeginMutex);
+  ftsan_thread *t = sync_thread(CALLER_PC);
+  if (t) suspend_held(t);
+  real_PyCriticalSection2_BeginMutex(cs, m1, m2);
+  if (!t) return;
+  resume_held(t);
+  if (m1) ftsan__acquire(t, (uintptr_t)m1);
+  if (m2 && m2 != m1) ftsan__acquire(t, (uintptr_t)m2);
+  held_push((uintptr_t)m1);
+  held_push((uintptr_t)m2);
+}
+
+/* PyCriticalSection is {uintptr_t _cs_prev; PyMutex *_cs_mutex;}, PyCriticalSection2 adds
+ * PyMutex *_cs_mutex2: the mutexes to release are read from the structure itself. */
+FTSAN_EXPORT void __ftsan_PyCriticalSection_End(void *cs) {
+  ENSURE_REAL(PyCriticalSection_End);
+  ftsan_thread *t = sync_thread(CALLER_PC);
+  if (t) {
+    uintptr_t m = ((uintptr_t *)cs)[1];
+    if (m) ftsan__release(t, m);
+    held_pop();
   }
-FTSAN_CAPI_WRAPPERS(DEFINE_WRAPPER)
-#undef DEFINE_WRAPPER
+  real_PyCriticalSection_End(cs);
+}
+
+FTSAN_EXPORT void __ftsan_PyCriticalSection2_End(void *cs) {
+  ENSURE_REAL(PyCriticalSection2_End);
+  ftsan_thread *t = sync_thread(CALLER_PC);
+  if (t) {
+    uintptr_t m1 = ((uintptr_t *)cs)[1], m2 = ((uintptr_t *)cs)[2];
+    if (m1) ftsan__release(t, m1);
+    if (m2) ftsan__release(t, m2);
+    held_pop();
+    held_pop();
+  }
+  real_PyCriticalSection2_End(cs);
+}
+
+FTSAN_EXPORT void __ftsan_PyMutex_Lock(void *m) {
+  ENSURE_REAL(PyMutex_Lock);
+  ftsan_thread *t = sync_thread(CALLER_PC);
+  if (t) suspend_held(t); /* a contended lock parks and detaches */
+  real_PyMutex_Lock(m);
+  if (t) {
+    resume_held(t);
+    ftsan__acquire(t, (uintptr_t)m);
+  }
+}
+
+FTSAN_EXPORT void __ftsan_PyMutex_Unlock(void *m) {
+  ENSURE_REAL(PyMutex_Unlock);
+  ftsan_thread *t = sync_thread(CALLER_PC);
+  if (t) ftsan__release(t, (uintptr_t)m);
+  real_PyMutex_Unlock(m);
+}
+
+FTSAN_EXPORT int __ftsan_PyGILState_Ensure(void) {
+  ENSURE_REAL(PyGILState_Ensure);
+  sync_thread(CALLER_PC);
+  return real_PyGILState_Ensure();
+}
+
+FTSAN_EXPORT void __ftsan_PyGILState_Release(int state) {
+  ENSURE_REAL(PyGILState_Release);
+  sync_thread(CALLER_PC);
+  real_PyGILState_Release(state);
+}
+
+FTSAN_EXPORT void *__ftsan_PyEval_SaveThread(void) {
+  ENSURE_REAL(PyEval_SaveThread);
+  ftsan_thread *t = sync_thread(CALLER_PC);
+  if (t) suspend_held(t);
+  return real_PyEval_SaveThread();
+}
+
+FTSAN_EXPORT void __ftsan_PyEval_RestoreThread(void *tstate) {
+  ENSURE_REAL(PyEval_RestoreThread);
+  real_PyEval_RestoreThread(tstate);
+  ftsan_thread *t = sync_thread(CALLER_PC);
+  if (t) resume_held(t);
+}
+
+/* PyThread locks: 1 (PY_LOCK_ACQUIRED) means taken. */
+FTSAN_EXPORT int __ftsan_PyThread_acquire_lock(void *lock, int waitflag) {
+  ENSURE_REAL(PyThread_acquire_lock);
+  ftsan_thread *t = sync_thread(CALLER_PC);
+  int rc = real_PyThread_acquire_lock(lock, waitflag);
+  if (t && rc == 1) ftsan__acquire(t, (uintptr_t)lock);
+  return rc;
+}
+
+FTSAN_EXPORT int __ftsan_PyThread_acquire_lock_timed(void *lock, long long us, int intr) {
+  ENSURE_REAL(PyThread_acquire_lock_timed);
+  ftsan_thread *t = sync_thread(CALLER_PC);
+  int rc = real_PyThread_acquire_lock_timed(lock, us, intr);
+  if (t && rc == 1) ftsan__acquire(t, (uintptr_t)lock);
+  return rc;
+}
+
+FTSAN_EXPORT void __ftsan_PyThread_release_lock(void *lock) {
+  ENSURE_REAL(PyThread_release_lock);
+  ftsan_thread *t = sync_thread(CALLER_PC);
+  if (t) ftsan__release(t, (uintptr_t)lock);
+  real_PyThread_release_lock(lock);
+}

@@ -76,21 +76,35 @@ void ftsan__modules_rewrite_all(void);   /* in a forked child */
 
 struct ftsan_site_slot { uint64_t key; uint64_t count; }; /* key: pc << 3 | kind */
 
+typedef struct ftsan_hist_snap {
+  uint64_t epoch;                         /* first epoch of the block, 0 while unused */
+  uint32_t depth;                         /* shadow stack depth at that point */
+  uint32_t pad;
+  uint64_t frames[FTSAN_SHADOW_STACK];
+} ftsan_hist_snap;
+
 typedef struct ftsan_thread {
   /* hot: first cache line */
   uint32_t tid;
   uint32_t ignore;                        /* > 0: inside the runtime, record nothing */
+  uint64_t epoch;                         /* events of this thread so far: its own clock */
+  uint64_t *vc;                           /* vector clock, FTSAN_MAX_THREADS entries */
+  uint64_t *hist;                         /* event history ring (rt_history.c) */
+  uint64_t hist_mask;
+  ftsan_hist_snap *snaps;                 /* one per history block */
   uint32_t depth;                         /* shadow stack depth (may exceed the array) */
-  uint32_t pad0;
-  uint64_t events;                        /* events seen by this thread */
-  uint64_t stats_dropped;
-  struct ftsan_site_slot *sites;          /* FTSAN_SITE_TABLE entries, or NULL */
   uint32_t sites_used;
+  struct ftsan_site_slot *sites;          /* FTSAN_SITE_TABLE entries, or NULL */
+  /* warm */
+  uint64_t stats_dropped;
+  uint32_t snaps_mask;
   uint32_t finished;
-  /* cold */
+  uint32_t ignore_sync;                   /* > 0: do not create happens-before (reserved) */
   uint32_t parent_tid;
   uint32_t creation_depth;
+  uint32_t pad1;
   uint64_t os_tid;
+  uint64_t pthread;                       /* pthread_self() of the thread */
   uint64_t creation_stack[32];
   uint64_t stack[FTSAN_SHADOW_STACK];     /* return addresses, outermost first */
 } ftsan_thread;
@@ -109,12 +123,35 @@ FTSAN_ALWAYS_INLINE ftsan_thread *ftsan__thread(void) {
   return t;
 }
 
+/* ---- event history (rt_history.c) ---------------------------------------------------- */
+#define FTSAN_HIST_BLOCK_LOG 10
+#define FTSAN_HIST_BLOCK (1u << FTSAN_HIST_BLOCK_LOG)
+#define FTSAN_EV_TYPE_ACCESS 0ull
+#define FTSAN_EV_TYPE_ENTRY 1ull
+#define FTSAN_EV_TYPE_EXIT 2ull
+#define FTSAN_EV_PC_MASK ((1ull << 48) - 1)
+int ftsan__history_alloc(ftsan_thread *t);
+void ftsan__history_snapshot(ftsan_thread *t, uint64_t epoch);
+/* Rebuilds the stack of thread t's access at epoch: writes up to max PCs (innermost first:
+ * the access PC, then the return addresses of its callers) and returns how many, or 0 when
+ * the history no longer holds that epoch. */
+int ftsan__history_restore(ftsan_thread *t, uint64_t epoch, uint64_t *out, int max);
+
+/* Appends an event; returns its epoch. A new block starts with a snapshot of the shadow
+ * stack as it was before the event. */
+FTSAN_ALWAYS_INLINE uint64_t ftsan__history_add(ftsan_thread *t, uint64_t ev) {
+  uint64_t e = ++t->epoch;
+  if (FTSAN_UNLIKELY((e & (FTSAN_HIST_BLOCK - 1)) == 0)) ftsan__history_snapshot(t, e);
+  if (FTSAN_LIKELY(t->hist != NULL)) t->hist[e & t->hist_mask] = ev;
+  return e;
+}
+
 /* ---- per-site statistics (rt_stats.c) ------------------------------------------------ */
 void ftsan__stats_add_slow(ftsan_thread *t, uint64_t pc, uint32_t kind);
 void ftsan__stats_flush(ftsan_thread *t);
 
 FTSAN_ALWAYS_INLINE void ftsan__stats_add(ftsan_thread *t, uint64_t pc, uint32_t kind) {
-  t->events++;
+
   if (ftsan__opt.stats) ftsan__stats_add_slow(t, pc, kind);
 }
 
@@ -128,5 +165,8 @@ void ftsan__python_init(void);
 void ftsan__capi_init(void);
 
 uint64_t ftsan__now_ns(void);
+uint32_t ftsan__findings(void);          /* findings reported so far */
+void ftsan__halt(int code) __attribute__((noreturn)); /* end the trace and _exit */
+void ftsan__intercept_init(void);
 
 #endif

@@ -2,7 +2,8 @@
  * instrumented modules (__ftsan_init), warnings, the end of the trace at exit, on fatal
  * signals and in forked children. */
 #define _GNU_SOURCE 1
-#include "rt_internal.h"
+#include "rt_clock.h"
+#include "rt_shadow.h"
 
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -22,7 +23,6 @@
 volatile int ftsan__enabled;       /* set once at init, cleared once on a fatal mismatch */
 int ftsan__initialized;            /* written once by ftsan__init_once */
 static int init_state;             /* 0 none, 1 running, 2 done; atomic */
-static uint32_t findings;          /* atomic */
 static uint32_t warned_codes;      /* atomic bit set: each warning code is printed once */
 
 uint64_t ftsan__now_ns(void) {
@@ -117,7 +117,7 @@ static void write_end_record(void) {
   r.h.size = sizeof r;
   r.end_ns = ftsan__now_ns();
   r.threads = __atomic_load_n(&ftsan__thread_count, __ATOMIC_RELAXED);
-  r.findings = __atomic_load_n(&findings, __ATOMIC_RELAXED);
+  r.findings = ftsan__findings();
   ftsan__trace_write(&r, sizeof r);
 }
 
@@ -143,6 +143,12 @@ FTSAN_EXPORT void _exit(int status) {
   if (real_exit) real_exit(status);
   syscall(SYS_exit_group, status);
   __builtin_unreachable();
+}
+
+/* halt_on_error: end the trace properly, then leave at once. */
+void ftsan__halt(int code) {
+  at_exit();
+  _exit(code);
 }
 
 /* Fatal signals: flush what is buffered so the trace stays readable (without an END record,
@@ -202,6 +208,11 @@ void ftsan__init_once(void) {
   }
   ftsan__options_init();
   ftsan__python_init();
+  if (ftsan__shadow_init() != 0 || ftsan__clock_init() != 0) {
+    ftsan__log("ftsan: warning: cannot reserve shadow memory; analysis is off");
+    __atomic_store_n(&init_state, 2, __ATOMIC_RELEASE);
+    return;
+  }
   ftsan__enabled = 1;
   ftsan__threads_init();
   ftsan__capi_init();

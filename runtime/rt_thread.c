@@ -2,7 +2,7 @@
  * of threads the runtime did not see start, and the end of a thread (its stats flushed and a
  * THREAD record written). */
 #define _GNU_SOURCE 1
-#include "rt_internal.h"
+#include "rt_clock.h"
 
 #include <dlfcn.h>
 #include <pthread.h>
@@ -37,6 +37,13 @@ static ftsan_thread *thread_new(uint32_t parent) {
   }
   ftsan_thread *t = ftsan__map(sizeof(ftsan_thread));
   if (!t) return NULL;
+  t->vc = ftsan__map(sizeof(uint64_t) * FTSAN_MAX_THREADS);
+  if (!t->vc || ftsan__history_alloc(t) != 0) {
+    /* Without a clock the thread cannot take part in happens-before: ignore it. */
+    ftsan__warn(FTSAN_WARN_GENERIC, "cannot allocate thread state; a thread is not analysed");
+    t->ignore = 1;
+    if (!t->vc) t->vc = ftsan__map(sizeof(uint64_t) * FTSAN_MAX_THREADS);
+  }
   t->tid = tid;
   t->parent_tid = parent;
   __atomic_store_n(&ftsan__threads[tid], t, __ATOMIC_RELEASE);
@@ -55,6 +62,7 @@ static void capture_creation_stack(ftsan_thread *parent, ftsan_thread *t, int sk
 
 static void thread_bind(ftsan_thread *t) {
   t->os_tid = (uint64_t)syscall(SYS_gettid);
+  t->pthread = (uint64_t)pthread_self();
   ftsan__cur = t;
   /* The key's destructor runs at thread exit, including pthread_exit. */
   if (exit_key_ok) pthread_setspecific(exit_key, t);
@@ -105,6 +113,7 @@ static void write_thread_record(ftsan_thread *t) {
 void ftsan__thread_finish(ftsan_thread *t) {
   if (!t || __atomic_exchange_n(&t->finished, 1, __ATOMIC_ACQ_REL)) return;
   t->ignore++;
+  if (t->vc) __atomic_store_n(&t->vc[t->tid], t->epoch, __ATOMIC_RELEASE);
   ftsan__stats_flush(t);
   write_thread_record(t);
   t->ignore--;
@@ -121,6 +130,7 @@ void ftsan__threads_flush_all(void) {
   for (uint32_t i = 0; i < n; i++) {
     ftsan_thread *t = __atomic_load_n(&ftsan__threads[i], __ATOMIC_ACQUIRE);
     if (t && !__atomic_exchange_n(&t->finished, 1, __ATOMIC_ACQ_REL)) {
+      if (t->vc) __atomic_store_n(&t->vc[t->tid], t->epoch, __ATOMIC_RELEASE);
       ftsan__stats_flush(t);
       write_thread_record(t);
     }
@@ -152,8 +162,31 @@ FTSAN_EXPORT int pthread_create(pthread_t *th, const pthread_attr_t *attr, void 
   struct start_args *a = t ? ftsan__alloc(sizeof *a) : NULL;
   if (!a) return real_pthread_create(th, attr, fn, arg);
   capture_creation_stack(parent, t, 1);
+  /* Everything the parent did so far happens before everything the child does. */
+  if (t->vc && parent->vc) ftsan__clock_inherit(t, parent);
   a->fn = fn;
   a->arg = arg;
   a->t = t;
   return real_pthread_create(th, attr, thread_start, a);
+}
+
+/* The thread's end happens before pthread_join returns. pthread_t values are reused, so the
+ * newest finished context with that handle is the one joined. */
+static int (*real_pthread_join)(pthread_t, void **);
+
+FTSAN_EXPORT int pthread_join(pthread_t th, void **ret) {
+  if (FTSAN_UNLIKELY(!real_pthread_join)) real_pthread_join = dlsym(RTLD_NEXT, "pthread_join");
+  int rc = real_pthread_join(th, ret);
+  ftsan_thread *self = ftsan__cur;
+  if (rc != 0 || !ftsan__enabled || !self || !self->vc) return rc;
+  uint32_t n = __atomic_load_n(&ftsan__thread_count, __ATOMIC_ACQUIRE);
+  if (n > FTSAN_MAX_THREADS) n = FTSAN_MAX_THREADS;
+  for (uint32_t i = n; i > 0; i--) {
+    ftsan_thread *t = __atomic_load_n(&ftsan__threads[i - 1], __ATOMIC_ACQUIRE);
+    if (t && t != self && t->pthread == (uint64_t)th && __atomic_load_n(&t->finished, __ATOMIC_ACQUIRE)) {
+      if (t->vc) ftsan__clock_join_thread(self, t);
+      break;
+    }
+  }
+  return rc;
 }

@@ -13,6 +13,9 @@ pp_flag:
         .long   1
 pp_table:
         .long   10, 20, 30, 40
+        .p2align 4
+pp_vec:
+        .long   500, 0, 0, 0
 
         .text
 
@@ -62,6 +65,15 @@ FN(pp_lea)
         mov     eax, dword ptr [rax + rdi * 4]
         ret
 END(pp_lea)
+
+/* pp_vec[0] + x, starting with a 66-prefixed SSE RIP-relative load (66 0f 6f 05 disp32),
+ * the form capstone 4.0.2 mislabels with disp_size 2. */
+FN(pp_sse)
+        movdqa  xmm0, xmmword ptr [rip + pp_vec]
+        movd    eax, xmm0
+        add     eax, edi
+        ret
+END(pp_sse)
 
 FN(pp_helper)
         lea     eax, [rdi + rdi + 100]
@@ -147,13 +159,23 @@ FN(pp_loopback)
         ret
 END(pp_loopback)
 
-/* Returns 5; byte 0x06 (push es, invalid in 64-bit mode) sits in the first 5 bytes. */
+/* Returns 5; byte 0x06 (push es, invalid in 64-bit mode) sits at offset 4, skipped by a
+ * jz that xor always takes. */
 FN(pp_undecodable)
-        jmp     1f
+        xor     ecx, ecx
+        jz      1f
         .byte   0x06
 1:      mov     eax, 5
         ret
 END(pp_undecodable)
+
+/* Returns 6; the invalid byte follows an unconditional jmp. */
+FN(pp_undecodable_after_jmp)
+        jmp     1f
+        .byte   0x06
+1:      mov     eax, 6
+        ret
+END(pp_undecodable_after_jmp)
 
 /* Returns x + 9; an [eip+disp32] operand (addr32, unsupported) sits in the first bytes. */
 FN(pp_eiprel)

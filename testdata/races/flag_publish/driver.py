@@ -1,6 +1,7 @@
 """flag_publish driver: one thread publish()es, another spins on poll() (bounded) and then
 take()s the data."""
 import importlib
+import os
 import sys
 import threading
 import time
@@ -27,6 +28,7 @@ def reader():
         while not mod.poll():
             if time.monotonic() > deadline:
                 raise TimeoutError("ready flag never seen")
+            os.sched_yield()  # let the writer run instead of spinning
         value = mod.take()
         # Only the fixed twin promises the data; the buggy one may legally see a stale value.
         if name.endswith("_fixed") and value != VALUE:

@@ -2,6 +2,7 @@
 and a consumer take()s and frees them; both poll (bounded), so every block really crosses
 threads and freed addresses come back from malloc in the other thread."""
 import importlib
+import os
 import sys
 import threading
 import time
@@ -22,6 +23,8 @@ def producer():
                 given += 1
             elif time.monotonic() > deadline:
                 raise TimeoutError("consumer stalled")
+            else:
+                os.sched_yield()  # let the consumer run instead of spinning
     except BaseException as e:  # report any failure through the exit status
         errors.append(e)
 
@@ -36,6 +39,8 @@ def consumer():
                 taken += 1
             elif time.monotonic() > deadline:
                 raise TimeoutError("producer stalled")
+            else:
+                os.sched_yield()
     except BaseException as e:
         errors.append(e)
 

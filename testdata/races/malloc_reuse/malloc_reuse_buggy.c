@@ -40,7 +40,7 @@ take(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(arg))
     }
     slot = NULL; /* ftsan: race */
     long v = b->value; /* ftsan: race */
-    free(b); /* ftsan: race */
+    free(b);
     return PyLong_FromLong(v);
 }
 

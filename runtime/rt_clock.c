@@ -1,0 +1,152 @@
+/* rt_clock.c: vector-clock operations and the table of synchronization objects (address ->
+ * clock), a fixed array of buckets with a spin lock each. Sync objects are created on the
+ * first release at an address and live until the program destroys the primitive; the table
+ * is bounded, and when it is full further releases are dropped with a warning (which can only
+ * cause extra reports, and the warning says so). */
+#include "rt_clock.h"
+
+#include <string.h>
+
+#define BUCKETS (1u << 16)
+#define MAX_SYNC (1u << 22)
+
+typedef struct sync_obj {
+  uintptr_t addr;
+  struct sync_obj *next;   /* bucket chain, guarded by the bucket lock */
+  uint32_t size;           /* entries of clock in use */
+  uint32_t cap;
+  uint64_t *clock;
+} sync_obj;
+
+typedef struct {
+  ftsan_spin lock;
+  sync_obj *head;
+} bucket;
+
+static bucket *buckets;       /* BUCKETS entries, mapped once at init */
+static sync_obj *free_objs;   /* guarded by free_lock */
+static ftsan_spin free_lock;
+static uint32_t nsync;        /* atomic */
+
+int ftsan__clock_init(void) {
+  buckets = ftsan__map(sizeof(bucket) * BUCKETS);
+  return buckets ? 0 : -1;
+}
+
+static bucket *bucket_of(uintptr_t addr) {
+  uint64_t h = (uint64_t)addr * 0x9E3779B97F4A7C15ull;
+  return &buckets[h >> (64 - 16)];
+}
+
+static uint32_t clock_len(void) {
+  uint32_t n = __atomic_load_n(&ftsan__thread_count, __ATOMIC_ACQUIRE);
+  return n > FTSAN_MAX_THREADS ? FTSAN_MAX_THREADS : n;
+}
+
+static sync_obj *new_obj(uintptr_t addr) {
+  sync_obj *s = NULL;
+  ftsan__spin_lock(&free_lock);
+  if (free_objs) {
+    s = free_objs;
+    free_objs = s->next;
+  }
+  ftsan__spin_unlock(&free_lock);
+  if (!s) {
+    if (__atomic_fetch_add(&nsync, 1, __ATOMIC_RELAXED) >= MAX_SYNC) {
+      static int warned;
+      if (!__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
+        ftsan__warn(FTSAN_WARN_GENERIC, "more than %u synchronization objects; later ones are "
+                    "not tracked and may cause false reports", MAX_SYNC);
+      return NULL;
+    }
+    s = ftsan__alloc(sizeof *s);
+    if (!s) return NULL;
+  }
+  s->addr = addr;
+  s->next = NULL;
+  s->size = 0;
+  return s;
+}
+
+static int grow(sync_obj *s, uint32_t need) {
+  if (need <= s->cap) return 0;
+  uint32_t cap = s->cap ? s->cap : 8;
+  while (cap < need) cap *= 2;
+  uint64_t *c = ftsan__alloc(cap * sizeof(uint64_t));
+  if (!c) return -1;
+  if (s->clock) memcpy(c, s->clock, s->size * sizeof(uint64_t));
+  /* The old array came from the bump allocator and is not reused: clocks grow rarely
+   * (only when the number of threads grows). */
+  s->clock = c;
+  s->cap = cap;
+  return 0;
+}
+
+void ftsan__release(ftsan_thread *t, uintptr_t addr) {
+  if (!buckets) return;
+  t->vc[t->tid] = t->epoch;
+  uint32_t n = clock_len();
+  bucket *b = bucket_of(addr);
+  ftsan__spin_lock(&b->lock);
+  sync_obj *s = b->head;
+  while (s && s->addr != addr) s = s->next;
+  if (!s) {
+    s = new_obj(addr);
+    if (!s) {
+      ftsan__spin_unlock(&b->lock);
+      return;
+    }
+    s->next = b->head;
+    b->head = s;
+  }
+  if (grow(s, n) == 0) {
+    for (uint32_t i = s->size; i < n; i++) s->clock[i] = 0;
+    if (s->size < n) s->size = n;
+    for (uint32_t i = 0; i < n; i++)
+      if (t->vc[i] > s->clock[i]) s->clock[i] = t->vc[i];
+  }
+  ftsan__spin_unlock(&b->lock);
+}
+
+void ftsan__acquire(ftsan_thread *t, uintptr_t addr) {
+  if (!buckets) return;
+  bucket *b = bucket_of(addr);
+  ftsan__spin_lock(&b->lock);
+  sync_obj *s = b->head;
+  while (s && s->addr != addr) s = s->next;
+  if (s)
+    for (uint32_t i = 0; i < s->size; i++)
+      if (s->clock[i] > t->vc[i]) t->vc[i] = s->clock[i];
+  ftsan__spin_unlock(&b->lock);
+}
+
+void ftsan__sync_forget(uintptr_t addr) {
+  if (!buckets) return;
+  bucket *b = bucket_of(addr);
+  ftsan__spin_lock(&b->lock);
+  sync_obj **p = &b->head;
+  while (*p && (*p)->addr != addr) p = &(*p)->next;
+  sync_obj *s = *p;
+  if (s) *p = s->next;
+  ftsan__spin_unlock(&b->lock);
+  if (s) {
+    ftsan__spin_lock(&free_lock);
+    s->next = free_objs;
+    free_objs = s;
+    ftsan__spin_unlock(&free_lock);
+  }
+}
+
+void ftsan__clock_inherit(ftsan_thread *child, ftsan_thread *parent) {
+  parent->vc[parent->tid] = parent->epoch;
+  uint32_t n = clock_len();
+  for (uint32_t i = 0; i < n; i++) child->vc[i] = parent->vc[i];
+}
+
+void ftsan__clock_join_thread(ftsan_thread *t, ftsan_thread *finished) {
+  uint32_t n = clock_len();
+  for (uint32_t i = 0; i < n; i++) {
+    uint64_t e = __atomic_load_n(&finished->vc[i], __ATOMIC_RELAXED);
+    if (e > t->vc[i]) t->vc[i] = e;
+  }
+}

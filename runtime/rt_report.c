@@ -1,0 +1,160 @@
+/* rt_report.c: the slow path of a race: deduplication, the two stacks (the current one
+ * unwound, the previous one rebuilt from its thread's history), what the memory is, and the
+ * RACE record in the trace. */
+#define _GNU_SOURCE 1
+#include "rt_race.h"
+
+#include <dlfcn.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define UNW_LOCAL_ONLY
+#include <libunwind.h>
+
+#define MAX_STACK 64
+#define SEEN_SIZE (1u << 16)
+
+static uint64_t seen_pairs[SEEN_SIZE];  /* lock-free set of reported (pc, pc) pairs */
+static uint64_t seen_sites[SEEN_SIZE];  /* lock-free set of (pc, granule) already handled */
+static uint32_t nfindings;              /* atomic */
+
+static uint64_t mix(uint64_t a, uint64_t b) {
+  uint64_t h = a * 0x9E3779B97F4A7C15ull ^ (b + 0x7F4A7C159E3779B9ull + (a << 6) + (a >> 2));
+  h ^= h >> 31;
+  return h ? h : 1;
+}
+
+/* Inserts key; returns 1 if it was new. The set saturates (returns 0) when full. */
+static int set_insert(uint64_t *set, uint64_t key) {
+  for (uint32_t i = 0; i < 64; i++) {
+    uint64_t *slot = &set[(key + i) & (SEEN_SIZE - 1)];
+    uint64_t v = __atomic_load_n(slot, __ATOMIC_RELAXED);
+    if (v == key) return 0;
+    if (v == 0 && __atomic_compare_exchange_n(slot, &v, key, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+      return 1;
+    if (v == key) return 0;
+  }
+  return 0;
+}
+
+uint32_t ftsan__findings(void) { return __atomic_load_n(&nfindings, __ATOMIC_RELAXED); }
+
+/* Reads memory that may not be mapped: process_vm_readv fails instead of faulting. */
+static int safe_read(void *dst, uintptr_t src, size_t n) {
+  struct iovec local = {dst, n}, remote = {(void *)src, n};
+  return process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == (ssize_t)n ? 0 : -1;
+}
+
+/* Looks for the PyObject that contains addr: walks back from addr for a header whose ob_type
+ * is a type object (its metatype is `type` or a subclass of it) and whose tp_basicsize covers
+ * addr. Free-threaded 64-bit layout: ob_type at +24; PyTypeObject: tp_name at +40,
+ * tp_basicsize at +48, tp_itemsize at +56; PyVarObject: ob_size at +32. */
+static int find_pyobject(uintptr_t addr, uintptr_t *obj, uint64_t *size, char *name, size_t n) {
+  static uintptr_t type_type;
+  if (!type_type) type_type = (uintptr_t)dlsym(RTLD_DEFAULT, "PyType_Type");
+  if (!type_type) return 0;
+  for (uintptr_t c = addr & ~(uintptr_t)7; c + 4096 > addr && c > 4096; c -= 8) {
+    uintptr_t tp, meta, metameta;
+    if (safe_read(&tp, c + 24, 8) || tp < 4096 || (tp & 7)) continue;
+    if (safe_read(&meta, tp + 24, 8) || meta < 4096 || (meta & 7)) continue;
+    if (meta != type_type && (safe_read(&metameta, meta + 24, 8) || metameta != type_type)) continue;
+    int64_t basic, item, obsize = 0;
+    if (safe_read(&basic, tp + 48, 8) || safe_read(&item, tp + 56, 8)) continue;
+    if (basic < 32 || basic > (1 << 20)) continue;
+    if (item > 0 && safe_read(&obsize, c + 32, 8)) continue;
+    uint64_t extent = (uint64_t)basic + (item > 0 && obsize > 0 ? (uint64_t)item * (uint64_t)obsize : 0);
+    if (addr >= c + extent) return 0; /* the nearest header does not cover addr */
+    uintptr_t tp_name;
+    name[0] = 0;
+    if (safe_read(&tp_name, tp + 40, 8) == 0 && tp_name) {
+      size_t k = 0;
+      for (; k + 1 < n; k++)
+        if (safe_read(&name[k], tp_name + k, 1) || name[k] == 0) break;
+      name[k] = 0;
+    }
+    *obj = c;
+    *size = (uint64_t)basic;
+    return 1;
+  }
+  return 0;
+}
+
+static int current_stack(uint64_t pc, uint64_t *out, int max, ftsan_thread *t) {
+  void *pcs[MAX_STACK + 16];
+  int n = unw_backtrace(pcs, MAX_STACK + 16);
+  int start = -1;
+  for (int i = 0; i < n; i++)
+    if ((uint64_t)(uintptr_t)pcs[i] == pc) {
+      start = i;
+      break;
+    }
+  if (start >= 0) {
+    int k = 0;
+    for (int i = start; i < n && k < max; i++) out[k++] = (uint64_t)(uintptr_t)pcs[i];
+    return k;
+  }
+  /* Unwinding failed to pass through the instrumented frame: use the shadow stack. */
+  int k = 0;
+  out[k++] = pc;
+  uint32_t top = t->depth < FTSAN_SHADOW_STACK ? t->depth : FTSAN_SHADOW_STACK;
+  for (uint32_t i = top; i > 0 && k < max; i--) out[k++] = t->stack[i - 1];
+  return -k;
+}
+
+FTSAN_NOINLINE __attribute__((cold)) void ftsan__report_race(ftsan_thread *t, uintptr_t addr,
+                                                             uint64_t cur, uint64_t old,
+                                                             uint64_t pc) {
+  if (!set_insert(seen_sites, mix(pc, (addr & ~(uintptr_t)7) ^ ((uint64_t)CELL_TID(old) << 48))))
+    return;
+  t->ignore++;
+  uint32_t otid = CELL_TID(old);
+  ftsan_thread *ot = otid < FTSAN_MAX_THREADS ? __atomic_load_n(&ftsan__threads[otid], __ATOMIC_ACQUIRE) : NULL;
+  uint64_t prev_stack[MAX_STACK];
+  int nprev = ftsan__history_restore(ot, CELL_EPOCH(old), prev_stack, MAX_STACK);
+  if (!set_insert(seen_pairs, mix(pc, nprev ? prev_stack[0] : 0))) {
+    t->ignore--;
+    return;
+  }
+  uint64_t cur_stack[MAX_STACK];
+  int ncur = current_stack(pc, cur_stack, MAX_STACK, t);
+  int full = ncur > 0;
+  if (ncur < 0) ncur = -ncur;
+
+  char type_name[128] = "";
+  uintptr_t obj = 0;
+  uint64_t obj_size = 0;
+  uint32_t mem_kind = FTSAN_MEM_UNKNOWN;
+  if (find_pyobject(addr, &obj, &obj_size, type_name, sizeof type_name)) mem_kind = FTSAN_MEM_PYOBJECT;
+
+  size_t name_len = type_name[0] ? strlen(type_name) + 1 : 0;
+  uint32_t size = (uint32_t)((sizeof(struct ftsan_rec_race) + 8u * (ncur + nprev) + name_len + 7) & ~7u);
+  char buf[sizeof(struct ftsan_rec_race) + 8 * 2 * MAX_STACK + 128 + 8];
+  memset(buf, 0, size);
+  struct ftsan_rec_race *r = (struct ftsan_rec_race *)buf;
+  r->h.kind = FTSAN_REC_RACE;
+  r->h.size = size;
+  r->kind = FTSAN_FINDING_DATA_RACE;
+  r->mem_kind = mem_kind;
+  r->addr = addr;
+  r->cur = (struct ftsan_race_access){t->tid, (uint8_t)(1u << CELL_LOG(cur)), (uint8_t)CELL_WRITE(cur),
+                                      (uint8_t)CELL_ATOMIC(cur), (uint8_t)full, (uint32_t)ncur, 0,
+                                      CELL_EPOCH(cur)};
+  r->prev = (struct ftsan_race_access){otid, (uint8_t)(1u << CELL_LOG(old)), (uint8_t)CELL_WRITE(old),
+                                       (uint8_t)CELL_ATOMIC(old), 0, (uint32_t)nprev, 0, CELL_EPOCH(old)};
+  r->object_addr = obj;
+  r->object_size = obj_size;
+  r->type_name_len = (uint32_t)name_len;
+  memcpy(buf + sizeof *r, cur_stack, 8u * ncur);
+  memcpy(buf + sizeof *r + 8u * ncur, prev_stack, 8u * nprev);
+  memcpy(buf + sizeof *r + 8u * (ncur + nprev), type_name, name_len);
+  ftsan__trace_write(buf, size);
+  uint32_t nth = __atomic_add_fetch(&nfindings, 1, __ATOMIC_RELAXED);
+  if (ftsan__opt.report_to_stderr)
+    ftsan__log("ftsan: data race #%u: %s of size %u at %p by thread T%u races with %s by T%u "
+               "(details: ftsan report)", nth, CELL_WRITE(cur) ? "write" : "read",
+               1u << CELL_LOG(cur), (void *)addr, t->tid, CELL_WRITE(old) ? "a write" : "a read",
+               otid);
+  if (ftsan__opt.halt_on_error) ftsan__halt(ftsan__opt.exitcode);
+  t->ignore--;
+}
