@@ -2,6 +2,7 @@
  * (text for people, JSON for tools; docs/report-format.md). */
 #define _GNU_SOURCE 1
 #include "cli.h"
+#include "findings.h"
 #include "symbolize.h"
 #include "trace_reader.h"
 
@@ -12,9 +13,13 @@ enum { FMT_TEXT, FMT_JSON };
 
 static void report_usage(FILE *f) {
   fprintf(f,
-          "usage: ftsan report [--format text|json] PATH...\n"
+          "usage: ftsan report [--format text|json] [--suppressions FILE] [--stats] PATH...\n"
           "\n"
-          "PATH is a trace file or a directory of ftsan.*.trace files (default ./ftsan-out).\n");
+          "PATH is a trace file or a directory of ftsan.*.trace files (default ./ftsan-out).\n"
+          "  --format text|json   text for people (default), JSON for tools\n"
+          "  --suppressions FILE  race:PATTERN / race_top:PATTERN lines, as in ThreadSanitizer\n"
+          "  --stats              also print the events seen per instrumented function\n"
+          "  --exit-code          exit with 66 when there are findings\n");
 }
 
 /* Events of one function of an instrumented module, summed over sites and threads. */
@@ -90,7 +95,7 @@ static int gil_was_enabled(const ftsan_trace *t) {
   return 0;
 }
 
-static void text_process(const ftsan_trace *t, ftsan_symbolizer *sym) {
+static void text_process(const ftsan_trace *t, ftsan_symbolizer *sym, int show_stats) {
   char ver[32];
   python_version_str(t->python_version, ver, sizeof ver);
   printf("== process %u: %s ==\n", t->header.pid, t->cmdline ? t->cmdline : "?");
@@ -108,6 +113,7 @@ static void text_process(const ftsan_trace *t, ftsan_symbolizer *sym) {
     }
   if (!any) printf("   no instrumented module was loaded\n");
   printf("   threads: %zu\n", t->nthreads);
+  if (!show_stats) return;
   fn_stats *fs;
   size_t n = collect_functions(t, sym, &fs);
   if (n) {
@@ -175,6 +181,8 @@ static void json_process(FILE *o, const ftsan_trace *t, ftsan_symbolizer *sym) {
 
 int cmd_report(int argc, char **argv) {
   int fmt = FMT_TEXT;
+  const char *supp_path = NULL;
+  int show_stats = 0, exit_code = 0;
   const char *paths[256];
   int npaths = 0;
   for (int i = 1; i < argc; i++) {
@@ -191,6 +199,14 @@ int cmd_report(int argc, char **argv) {
       if (!strcmp(a + 9, "text")) fmt = FMT_TEXT;
       else if (!strcmp(a + 9, "json")) fmt = FMT_JSON;
       else return ftsan_error("report: unknown format '%s' (text or json)", a + 9);
+    } else if (!strcmp(a, "--suppressions") && i + 1 < argc) {
+      supp_path = argv[++i];
+    } else if (!strncmp(a, "--suppressions=", 15)) {
+      supp_path = a + 15;
+    } else if (!strcmp(a, "--stats")) {
+      show_stats = 1;
+    } else if (!strcmp(a, "--exit-code")) {
+      exit_code = 1;
     } else if (a[0] == '-' && a[1]) {
       return ftsan_error("report: unknown option '%s' (see 'ftsan report --help')", a);
     } else if (npaths < 256) {
@@ -218,26 +234,43 @@ int cmd_report(int argc, char **argv) {
     free(files);
   }
 
+  ftsan_suppressions *supp = NULL;
+  if (supp_path && !(supp = ftsan_suppressions_load(supp_path, err, sizeof err)))
+    return ftsan_error("report: %s", err);
   ftsan_symbolizer *sym = ftsan_symbolizer_new();
-  size_t findings = 0;
-  for (size_t i = 0; i < ntraces; i++) findings += traces[i].nrecords;
+  ftsan_finding *fs = NULL;
+  size_t nsupp = 0;
+  size_t nf = ftsan_findings_collect(traces, ntraces, sym, supp, &fs, &nsupp);
   if (fmt == FMT_TEXT) {
-    printf("ftsan report: %zu process%s, %zu finding%s\n\n", ntraces, ntraces == 1 ? "" : "es",
-           findings, findings == 1 ? "" : "s");
+    for (size_t i = 0; i < nf; i++) {
+      ftsan_finding_print_text(stdout, &fs[i], sym);
+      printf("\n");
+    }
+    printf("ftsan report: %zu finding%s in %zu process%s", nf, nf == 1 ? "" : "s", ntraces,
+           ntraces == 1 ? "" : "es");
+    if (nsupp) printf(" (%zu report%s suppressed)", nsupp, nsupp == 1 ? "" : "s");
+    printf("\n\n");
     for (size_t i = 0; i < ntraces; i++) {
-      text_process(&traces[i], sym);
+      text_process(&traces[i], sym, show_stats);
       printf("\n");
     }
   } else {
-    printf("{\"version\": 1, \"findings\": [], \"processes\": [");
+    printf("{\"version\": 1, \"findings\": [");
+    for (size_t i = 0; i < nf; i++) {
+      if (i) printf(", ");
+      ftsan_finding_print_json(stdout, &fs[i], sym);
+    }
+    printf("], \"suppressed\": %zu, \"processes\": [", nsupp);
     for (size_t i = 0; i < ntraces; i++) {
       if (i) printf(", ");
       json_process(stdout, &traces[i], sym);
     }
     printf("]}\n");
   }
+  ftsan_findings_free(fs, nf);
+  ftsan_suppressions_free(supp);
   ftsan_symbolizer_free(sym);
   for (size_t i = 0; i < ntraces; i++) ftsan_trace_free(&traces[i]);
   free(traces);
-  return 0;
+  return exit_code && nf > 0 ? 66 : 0;
 }

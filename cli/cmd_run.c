@@ -4,6 +4,7 @@
  * ThreadSanitizer does. */
 #define _GNU_SOURCE 1
 #include "cli.h"
+#include "findings.h"
 #include "trace_reader.h"
 
 #include <dirent.h>
@@ -27,6 +28,7 @@ static void run_usage(FILE *f) {
           "  --out DIR       output directory (default ./ftsan-out)\n"
           "  --options OPTS  runtime options, as in FTSAN_OPTIONS (name=value:name=value)\n"
           "  --exitcode N    exit status when findings exist (default 66; 0 keeps COMMAND's)\n"
+          "  --suppressions FILE  race:/race_top: patterns of findings not to count\n"
           "  -q, --quiet     no summary on stderr\n");
 }
 
@@ -63,6 +65,7 @@ static void remove_old_traces(const char *dir) {
 int cmd_run(int argc, char **argv) {
   const char *out = "ftsan-out";
   const char *options = NULL;
+  const char *supp_path = NULL;
   int exitcode = 66, quiet = 0;
   int i = 1;
   for (; i < argc; i++) {
@@ -81,6 +84,8 @@ int cmd_run(int argc, char **argv) {
       options = argv[++i];
     } else if (!strcmp(a, "--exitcode") && i + 1 < argc) {
       exitcode = atoi(argv[++i]);
+    } else if (!strcmp(a, "--suppressions") && i + 1 < argc) {
+      supp_path = argv[++i];
     } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
       quiet = 1;
     } else if (a[0] == '-') {
@@ -129,33 +134,43 @@ int cmd_run(int argc, char **argv) {
   int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   if (WIFEXITED(status) && WEXITSTATUS(status) == 127) return 127;
 
-  char **files = NULL;
   char err[512];
+  ftsan_suppressions *supp = NULL;
+  if (supp_path && !(supp = ftsan_suppressions_load(supp_path, err, sizeof err)))
+    return ftsan_error("run: %s", err);
+  char **files = NULL;
   int n = ftsan_trace_list(outabs, &files, err, sizeof err);
-  uint64_t findings = 0;
+  ftsan_trace *loaded = calloc(n > 0 ? (size_t)n : 1, sizeof *loaded);
   int gil = 0, truncated = 0, traces = 0;
   for (int k = 0; k < n; k++) {
-    ftsan_trace t;
-    if (ftsan_trace_load(files[k], &t, err, sizeof err) == 0) {
-      traces++;
-      findings += t.nrecords;
-      if (!t.complete) truncated++;
-      for (size_t w = 0; w < t.nwarnings; w++)
-        if (t.warnings[w].code == FTSAN_WARN_GIL_ENABLED) gil = 1;
-    } else if (!quiet) {
-      fprintf(stderr, "ftsan: %s\n", err);
+    if (ftsan_trace_load(files[k], &loaded[traces], err, sizeof err) == 0) {
+      ftsan_trace *t = &loaded[traces++];
+      if (!t->complete) truncated++;
+      for (size_t w = 0; w < t->nwarnings; w++)
+        if (t->warnings[w].code == FTSAN_WARN_GIL_ENABLED) gil = 1;
+    } else {
+      ftsan_trace_free(&loaded[traces]);
+      if (!quiet) fprintf(stderr, "ftsan: %s\n", err);
     }
-    ftsan_trace_free(&t);
     free(files[k]);
   }
   free(files);
+  ftsan_symbolizer *sym = ftsan_symbolizer_new();
+  ftsan_finding *fs = NULL;
+  size_t nsupp = 0;
+  size_t findings = ftsan_findings_collect(loaded, (size_t)traces, sym, supp, &fs, &nsupp);
+  ftsan_findings_free(fs, findings);
+  ftsan_symbolizer_free(sym);
+  ftsan_suppressions_free(supp);
+  for (int k = 0; k < traces; k++) ftsan_trace_free(&loaded[k]);
+  free(loaded);
   if (!quiet) {
     if (traces == 0)
       fprintf(stderr, "ftsan: no trace was written (did the command start a dynamically linked program?)\n");
     else
-      fprintf(stderr, "ftsan: %llu finding%s in %d process%s; details: ftsan report %s\n",
-              (unsigned long long)findings, findings == 1 ? "" : "s", traces, traces == 1 ? "" : "es",
-              out);
+      fprintf(stderr, "ftsan: %zu finding%s in %d process%s%s; details: ftsan report %s\n",
+              findings, findings == 1 ? "" : "s", traces, traces == 1 ? "" : "es",
+              nsupp ? " (some suppressed)" : "", out);
     if (truncated) fprintf(stderr, "ftsan: %d trace%s ended early (the process crashed or was killed)\n",
                            truncated, truncated == 1 ? "" : "s");
     if (gil) fprintf(stderr, "ftsan: the GIL was enabled during the run: races may be hidden\n");

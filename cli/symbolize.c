@@ -140,9 +140,9 @@ typedef struct sym_cu {
   sym_ivl_index seqs;   /* [first addr, end addr) -> index into seq */
   struct sym_seq { size_t first, end; } *seq; /* row span of each sequence */
   size_t nseq;
-  char **files;         /* dwarf_srcfiles() names, full paths */
+  char **files;         /* full paths, indexed by file number - file_base */
   size_t nfiles;
-  int files_zero_based; /* DWARF 5 line tables number files from 0 */
+  uint64_t file_base;   /* number of files[0]: 1 in DWARF 2-4 (0 = no file), 0 in DWARF 5 */
   sym_ivl_index subs;   /* subprogram ranges -> index into sub_offs */
   Dwarf_Off *sub_offs;
   size_t nsubs;
@@ -230,6 +230,45 @@ static Dwarf_Die die_at(Dwarf_Debug dbg, Dwarf_Off off) {
     return NULL;
   }
   return d;
+}
+
+static Dwarf_Off die_offset(Dwarf_Debug dbg, Dwarf_Die die) {
+  Dwarf_Off off = 0;
+  Dwarf_Error err = NULL;
+  if (dwarf_dieoffset(die, &off, &err) != DW_DLV_OK) drop_err(dbg, &err);
+  return off;
+}
+
+/* Child and sibling steps that insist on moving forward in .debug_info: a corrupt DW_AT_sibling
+ * can point backwards and turn a sibling walk into an endless loop. */
+static Dwarf_Die first_child(Dwarf_Debug dbg, Dwarf_Die parent) {
+  Dwarf_Die c = NULL;
+  Dwarf_Error err = NULL;
+  if (dwarf_child(parent, &c, &err) != DW_DLV_OK) {
+    drop_err(dbg, &err);
+    return NULL;
+  }
+  if (die_offset(dbg, c) <= die_offset(dbg, parent)) {
+    dwarf_dealloc_die(c);
+    return NULL;
+  }
+  return c;
+}
+
+/* Returns the next sibling and releases die. */
+static Dwarf_Die next_sibling(Dwarf_Debug dbg, Dwarf_Die die) {
+  Dwarf_Die n = NULL;
+  Dwarf_Error err = NULL;
+  int res = dwarf_siblingof_b(dbg, die, 1, &n, &err);
+  if (res != DW_DLV_OK) {
+    drop_err(dbg, &err);
+    n = NULL;
+  } else if (die_offset(dbg, n) <= die_offset(dbg, die)) {
+    dwarf_dealloc_die(n);
+    n = NULL;
+  }
+  dwarf_dealloc_die(die);
+  return n;
 }
 
 static int die_udata(Dwarf_Debug dbg, Dwarf_Die die, Dwarf_Half at, uint64_t *out) {
@@ -714,33 +753,78 @@ static void tidy_path(char *p) {
   *w = 0;
 }
 
-static void load_files(Dwarf_Debug dbg, Dwarf_Die cudie, sym_cu *cu) {
-  char **names = NULL;
-  Dwarf_Signed cnt = 0;
+/* comp_dir/dir/name, each step only when the next part is relative. */
+static char *join_file(const char *comp_dir, const char *dir, const char *name) {
+  if (!name) return NULL;
+  const char *parts[3];
+  int n = 0;
+  if (name[0] != '/') {
+    if ((!dir || dir[0] != '/') && comp_dir && comp_dir[0]) parts[n++] = comp_dir;
+    if (dir && dir[0]) parts[n++] = dir;
+  }
+  parts[n++] = name;
+  size_t len = 1;
+  for (int i = 0; i < n; i++) len += strlen(parts[i]) + 1;
+  char *out = malloc(len);
+  if (!out) return NULL;
+  out[0] = 0;
+  for (int i = 0; i < n; i++) {
+    if (i) strcat(out, "/");
+    strcat(out, parts[i]);
+  }
+  tidy_path(out);
+  return out;
+}
+
+/* File names built from the line-table header ourselves: dwarf_srcfiles() in libdwarf 20210528
+ * indexes the DWARF 5 include-directory array without a bounds check and crashes on a bad
+ * directory index, while these accessors check. */
+static void load_files(Dwarf_Debug dbg, Dwarf_Line_Context ctx, Dwarf_Unsigned lver,
+                       sym_cu *cu) {
   Dwarf_Error err = NULL;
-  if (dwarf_srcfiles(cudie, &names, &cnt, &err) != DW_DLV_OK) {
+  Dwarf_Signed base = 0, count = 0, end = 0;
+  if (dwarf_srclines_files_indexes(ctx, &base, &count, &end, &err) != DW_DLV_OK) {
     drop_err(dbg, &err);
     return;
   }
-  cu->files = cnt > 0 ? calloc((size_t)cnt, sizeof *cu->files) : NULL;
-  for (Dwarf_Signed i = 0; i < cnt; i++) {
-    if (cu->files && (cu->files[i] = strdup(names[i] ? names[i] : "")) != NULL)
-      tidy_path(cu->files[i]);
-    dwarf_dealloc(dbg, names[i], DW_DLA_STRING);
+  if (base < 0 || end <= base || end - base > (1 << 24)) return;
+  const char *comp_dir = NULL;
+  if (dwarf_srclines_comp_dir(ctx, &comp_dir, &err) != DW_DLV_OK) {
+    drop_err(dbg, &err);
+    comp_dir = NULL;
   }
-  if (cu->files) cu->nfiles = (size_t)cnt;
-  dwarf_dealloc(dbg, names, DW_DLA_LIST);
+  cu->files = calloc((size_t)(end - base), sizeof *cu->files);
+  if (!cu->files) return;
+  cu->nfiles = (size_t)(end - base);
+  cu->file_base = (uint64_t)base;
+  for (Dwarf_Signed i = base; i < end; i++) {
+    const char *name = NULL, *dir = NULL;
+    Dwarf_Unsigned diridx = 0, mtime = 0, flen = 0;
+    Dwarf_Form_Data16 *md5 = NULL;
+    if (dwarf_srclines_files_data_b(ctx, i, &name, &diridx, &mtime, &flen, &md5, &err) !=
+        DW_DLV_OK) {
+      drop_err(dbg, &err);
+      continue;
+    }
+    /* Directory 0 is the compilation directory; DWARF 5 also lists it as entry 0 of the
+     * table, older versions leave it implicit and number the table from 1. */
+    if (diridx > 0 || lver >= 5) {
+      if (dwarf_srclines_include_dir_data(ctx, (Dwarf_Signed)diridx, &dir, &err) != DW_DLV_OK) {
+        drop_err(dbg, &err);
+        dir = NULL;
+      }
+    }
+    cu->files[i - base] = join_file(comp_dir, dir, name);
+  }
 }
 
 /* Maps a file number (line-table file register, DW_AT_call_file, DW_AT_decl_file) to a name.
- * DWARF 5 numbers files from 0 and dwarf_srcfiles lists entry 0 first; DWARF 2-4 number from
- * 1 with 0 meaning "no file". */
+ * libdwarf reports where numbering starts: 0 for DWARF 5, 1 for DWARF 2-4 (where 0 means "no
+ * file"). */
 static const char *cu_file(const sym_cu *cu, uint64_t num) {
-  if (!cu->files_zero_based) {
-    if (num == 0) return NULL;
-    num--;
-  }
-  return num < cu->nfiles && cu->files[num] ? cu->files[num] : NULL;
+  if (num < cu->file_base) return NULL;
+  num -= cu->file_base;
+  return num < cu->nfiles ? cu->files[num] : NULL;
 }
 
 static void load_lines(Dwarf_Debug dbg, Dwarf_Die cudie, sym_cu *cu) {
@@ -750,10 +834,9 @@ static void load_lines(Dwarf_Debug dbg, Dwarf_Die cudie, sym_cu *cu) {
   Dwarf_Line_Context ctx = NULL;
   if (dwarf_srclines_b(cudie, &lver, &tcount, &ctx, &err) != DW_DLV_OK) {
     drop_err(dbg, &err);
-    cu->files_zero_based = cu->version >= 5;
     return;
   }
-  cu->files_zero_based = lver >= 5;
+  load_files(dbg, ctx, lver, cu);
   Dwarf_Line *lines = NULL;
   Dwarf_Signed n = 0;
   if (dwarf_srclines_from_linecontext(ctx, &lines, &n, &err) != DW_DLV_OK || n <= 0) {
@@ -831,46 +914,29 @@ static void load_lines(Dwarf_Debug dbg, Dwarf_Die cudie, sym_cu *cu) {
 /* Collects subprogram ranges; descends into C++ scopes so namespaced functions are found. */
 static void collect_subs(Dwarf_Debug dbg, Dwarf_Die parent, sym_cu *cu, size_t *cap, int depth) {
   if (depth > SYM_MAX_NEST) return;
-  Dwarf_Error err = NULL;
-  Dwarf_Die child = NULL;
-  if (dwarf_child(parent, &child, &err) != DW_DLV_OK) {
-    drop_err(dbg, &err);
-    return;
-  }
+  Dwarf_Die child = first_child(dbg, parent);
   while (child) {
     int tag = die_tag(dbg, child);
     if (tag == DW_TAG_subprogram) {
-      Dwarf_Off off = 0;
-      if (dwarf_dieoffset(child, &off, &err) == DW_DLV_OK) {
-        if (cu->nsubs == *cap) {
-          size_t ncap = *cap ? *cap * 2 : 64;
-          Dwarf_Off *no = realloc(cu->sub_offs, ncap * sizeof *no);
-          if (no) {
-            cu->sub_offs = no;
-            *cap = ncap;
-          }
+      if (cu->nsubs == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 64;
+        Dwarf_Off *no = realloc(cu->sub_offs, ncap * sizeof *no);
+        if (no) {
+          cu->sub_offs = no;
+          *cap = ncap;
         }
-        if (cu->nsubs < *cap) {
-          add_ctx ac = {&cu->subs, (uint32_t)cu->nsubs, 0};
-          if (die_ranges(dbg, child, cu->version, cu->base, add_cb, &ac) > 0)
-            cu->sub_offs[cu->nsubs++] = off;
-        }
-      } else {
-        drop_err(dbg, &err);
+      }
+      if (cu->nsubs < *cap) {
+        add_ctx ac = {&cu->subs, (uint32_t)cu->nsubs, 0};
+        if (die_ranges(dbg, child, cu->version, cu->base, add_cb, &ac) > 0)
+          cu->sub_offs[cu->nsubs++] = die_offset(dbg, child);
       }
     } else if (tag == DW_TAG_namespace || tag == DW_TAG_class_type ||
                tag == DW_TAG_structure_type || tag == DW_TAG_union_type ||
                tag == DW_TAG_module) {
       collect_subs(dbg, child, cu, cap, depth + 1);
     }
-    Dwarf_Die next = NULL;
-    int res = dwarf_siblingof_b(dbg, child, 1, &next, &err);
-    dwarf_dealloc_die(child);
-    if (res != DW_DLV_OK) {
-      drop_err(dbg, &err);
-      next = NULL;
-    }
-    child = next;
+    child = next_sibling(dbg, child);
   }
 }
 
@@ -881,7 +947,6 @@ static sym_cu *load_cu(sym_module *m, size_t i) {
   Dwarf_Die cudie = die_at(m->dbg, cu->die_off);
   if (!cudie) return NULL;
   load_lines(m->dbg, cudie, cu);
-  load_files(m->dbg, cudie, cu);
   size_t cap = 0;
   collect_subs(m->dbg, cudie, cu, &cap, 0);
   ivl_finish(&cu->subs);
@@ -929,12 +994,7 @@ typedef struct chain_ent {
 static int walk_inlines(Dwarf_Debug dbg, Dwarf_Die parent, const sym_cu *cu, uint64_t addr,
                         chain_ent *chain, int *depth, int nest) {
   if (nest > SYM_MAX_NEST || *depth >= SYM_MAX_CHAIN) return 0;
-  Dwarf_Error err = NULL;
-  Dwarf_Die child = NULL;
-  if (dwarf_child(parent, &child, &err) != DW_DLV_OK) {
-    drop_err(dbg, &err);
-    return 0;
-  }
+  Dwarf_Die child = first_child(dbg, parent);
   while (child) {
     int tag = die_tag(dbg, child);
     int found = 0;
@@ -958,14 +1018,7 @@ static int walk_inlines(Dwarf_Debug dbg, Dwarf_Die parent, const sym_cu *cu, uin
       dwarf_dealloc_die(child);
       return 1;
     }
-    Dwarf_Die next = NULL;
-    int res = dwarf_siblingof_b(dbg, child, 1, &next, &err);
-    dwarf_dealloc_die(child);
-    if (res != DW_DLV_OK) {
-      drop_err(dbg, &err);
-      next = NULL;
-    }
-    child = next;
+    child = next_sibling(dbg, child);
   }
   return 0;
 }
@@ -1302,12 +1355,7 @@ static uint64_t type_size(Dwarf_Debug dbg, Dwarf_Off off, int depth) {
     uint64_t elem = die_ref(dbg, t, DW_AT_type, &sub) ? type_size(dbg, sub, depth + 1) : 0;
     uint64_t count = 1;
     int dims = 0;
-    Dwarf_Error err = NULL;
-    Dwarf_Die c = NULL;
-    if (dwarf_child(t, &c, &err) != DW_DLV_OK) {
-      drop_err(dbg, &err);
-      c = NULL;
-    }
+    Dwarf_Die c = first_child(dbg, t);
     while (c) {
       int ct = die_tag(dbg, c);
       if (ct == DW_TAG_subrange_type || ct == DW_TAG_enumeration_type) {
@@ -1322,14 +1370,7 @@ static uint64_t type_size(Dwarf_Debug dbg, Dwarf_Off off, int depth) {
         count *= cnt;
         dims++;
       }
-      Dwarf_Die next = NULL;
-      int res = dwarf_siblingof_b(dbg, c, 1, &next, &err);
-      dwarf_dealloc_die(c);
-      if (res != DW_DLV_OK) {
-        drop_err(dbg, &err);
-        next = NULL;
-      }
-      c = next;
+      c = next_sibling(dbg, c);
     }
     size = dims ? elem * count : 0;
   } else if (tag == DW_TAG_typedef || tag == DW_TAG_const_type || tag == DW_TAG_volatile_type ||
@@ -1392,12 +1433,7 @@ static void add_var(sym_module *m, Dwarf_Debug dbg, Dwarf_Die die, const sym_cu 
 static void collect_vars(sym_module *m, Dwarf_Debug dbg, Dwarf_Die parent, const sym_cu *cu,
                          int nest) {
   if (nest > SYM_MAX_NEST) return;
-  Dwarf_Error err = NULL;
-  Dwarf_Die child = NULL;
-  if (dwarf_child(parent, &child, &err) != DW_DLV_OK) {
-    drop_err(dbg, &err);
-    return;
-  }
+  Dwarf_Die child = first_child(dbg, parent);
   while (child) {
     int tag = die_tag(dbg, child);
     if (tag == DW_TAG_variable) {
@@ -1407,14 +1443,7 @@ static void collect_vars(sym_module *m, Dwarf_Debug dbg, Dwarf_Die parent, const
                tag == DW_TAG_class_type || tag == DW_TAG_structure_type) {
       collect_vars(m, dbg, child, cu, nest + 1);
     }
-    Dwarf_Die next = NULL;
-    int res = dwarf_siblingof_b(dbg, child, 1, &next, &err);
-    dwarf_dealloc_die(child);
-    if (res != DW_DLV_OK) {
-      drop_err(dbg, &err);
-      next = NULL;
-    }
-    child = next;
+    child = next_sibling(dbg, child);
   }
 }
 

@@ -580,9 +580,11 @@ static int ftsan__is_branch(const ftsan__insn *in) {
 }
 
 /* A destination that would execute the middle of the patch: inside an endbr64 kept at the
- * entry, or inside the copied region other than its first byte (which holds the new jmp). */
+ * entry, or inside the 5 overwritten bytes other than their first (which holds the new jmp).
+ * Branches to instruction starts at site+5 or later are harmless even inside the copied
+ * region: those original bytes stay intact and run the same code as their copy. */
 static int ftsan__bad_dest(const ftsan__region *r, uintptr_t d) {
-  return d > r->entry && d < r->end && d != r->site;
+  return d > r->entry && d < r->site + FTSAN__JMP_LEN && d != r->site;
 }
 
 /* Extends the region with the instructions up to new_end. */

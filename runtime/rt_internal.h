@@ -167,6 +167,6 @@ void ftsan__capi_init(void);
 uint64_t ftsan__now_ns(void);
 uint32_t ftsan__findings(void);          /* findings reported so far */
 void ftsan__halt(int code) __attribute__((noreturn)); /* end the trace and _exit */
-void ftsan__intercept_init(void);
+void ftsan__hooks_init(void);              /* entry patches into the interpreter */
 
 #endif

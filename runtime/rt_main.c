@@ -216,6 +216,7 @@ void ftsan__init_once(void) {
   ftsan__enabled = 1;
   ftsan__threads_init();
   ftsan__capi_init();
+  ftsan__hooks_init();
   ftsan__trace_open();
   write_process_record();
   ftsan__modules_scan();

@@ -128,6 +128,19 @@ FN(pp_extloop)
         ret
 END(pp_extloop)
 
+/* (x, _, _, c) -> c == 0 ? x+7 : x+8, with a jrcxz (rel8-only) whose target lies past the
+ * copied bytes: relocated as "jrcxz +2; jmp short +5; jmp rel32 target". */
+FN(pp_rel8ext)
+        jrcxz   1f
+        nop
+        nop
+        nop
+        lea     eax, [rdi + 8]
+        ret
+1:      lea     eax, [rdi + 7]
+        ret
+END(pp_rel8ext)
+
 /* 4x behind endbr64 (the jump goes after it). */
 FN(pp_endbr)
         endbr64

@@ -36,7 +36,14 @@
   X(PyMutex_Lock, void, (void *m), (m), )                                                       \
   X(PyMutex_Unlock, void, (void *m), (m), )                                                     \
   X(PyObject_Free, void, (void *p), (p), )                                                      \
-  X(_PyObject_Free, void, (void *ctx, void *p), (ctx, p), )
+  X(_PyObject_Free, void, (void *ctx, void *p), (ctx, p), )                                     \
+  /* Beyond the brief's list: the local (.symtab-only) functions that turned out to carry the  \
+   * traffic the exported ones above miss in this build. */                                     \
+  X(_PyObject_MiFree, void, (void *ctx, void *p), (ctx, p), )                                   \
+  X(_PyMutex_LockTimed, int, (void *m, long long ns, int flags), (m, ns, flags), return)        \
+  X(_PyMutex_TryUnlock, int, (void *m), (m), return)                                            \
+  X(lock_PyThread_acquire_lock, void *, (void *self, void *args, void *kw), (self, args, kw), return) \
+  X(lock_PyThread_release_lock, void *, (void *self, void *unused), (self, unused), return)
 
 #define PROBE_WRAPPER(name, ret, params, args, retkw)                  \
   static ret(*orig_##name) params;                                     \
@@ -79,8 +86,9 @@ static void probe_one(const char *name, void *wrapper, void **orig, int *rc_out,
   char hex[3 * sizeof head + 1];
   for (size_t i = 0; i < sizeof head; i++) snprintf(hex + 3 * i, 4, "%02x ", head[i]);
   if (rc == 0)
-    say("probe: %-42s patched  (%s, size %zu, trampoline %+ld bytes away) entry: %s\n", name,
-        s.is_local ? "local" : "global", s.size, (long)((char *)*orig - (char *)s.addr), hex);
+    say("probe: %-42s patched  (%s%s, size %zu, trampoline %+ld bytes away) entry: %s\n", name,
+        s.is_local ? "local" : "global", s.ambiguous ? " AMBIGUOUS" : "", s.size,
+        (long)((char *)*orig - (char *)s.addr), hex);
   else
     say("probe: %-42s REFUSED  %d %s (size %zu) entry: %s\n", name, rc,
         ftsan_patch_strerror(rc), s.size, hex);

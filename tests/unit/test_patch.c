@@ -19,6 +19,7 @@ int pp_call(int);
 int pp_helper(int), pp_jcc(int), pp_jmpfwd(int), pp_backloop(int), pp_extloop(int), pp_endbr(int);
 int pp_short(int), pp_loopback(int), pp_undecodable(int), pp_undecodable_after_jmp(int);
 int pp_eiprel(int), pp_rel8internal(int);
+int pp_rel8ext(int, int, int, long);
 extern long long pp_global;
 
 /* The compiler must not assume anything about these calls: go through volatile pointers. */
@@ -150,6 +151,23 @@ TEST(loop_back_into_patch_is_relocated) {
   CHECK_EQ(patch_sym("pp_extloop", (void *)repl_extloop, (void **)&orig_extloop), FTSAN_PATCH_OK);
   CHECK_EQ(call(pp_extloop, 4), 1000010);
   CHECK_EQ(call(orig_extloop, 100), 5050);
+}
+
+static int (*orig_rel8ext)(int, int, int, long);
+static int hits_rel8ext;
+static int repl_rel8ext(int x, int a, int b, long c) {
+  hits_rel8ext++;
+  return orig_rel8ext(x, a, b, c) + 1000000;
+}
+
+TEST(rel8_only_branch_leaving_the_copy) {
+  int (*volatile f)(int, int, int, long) = pp_rel8ext;
+  CHECK_EQ(f(1, 0, 0, 0), 8);
+  CHECK_EQ(f(1, 0, 0, 5), 9);
+  CHECK_EQ(patch_sym("pp_rel8ext", (void *)repl_rel8ext, (void **)&orig_rel8ext), FTSAN_PATCH_OK);
+  CHECK_EQ(f(1, 0, 0, 0), 1000008);
+  CHECK_EQ(f(1, 0, 0, 5), 1000009);
+  CHECK_EQ(hits_rel8ext, 2);
 }
 
 TEST(endbr64_kept_in_place) {
@@ -361,6 +379,7 @@ int main(void) {
   RUN(internal_forward_jmp);
   RUN(internal_backward_loop);
   RUN(loop_back_into_patch_is_relocated);
+  RUN(rel8_only_branch_leaving_the_copy);
   RUN(endbr64_kept_in_place);
   RUN(far_replacement);
   RUN(too_short);

@@ -72,11 +72,13 @@ static void *sym(fixture_build *b, const char *name) {
 /* Compiles, loads and runs one fixture build, capturing the call-site addresses. */
 static int prepare_build(fixture_build *b) {
   char cmd[3 * PATH_MAX];
-  snprintf(b->so, sizeof b->so, "%s/sym_%s.so", g_tmpdir, b->tag);
+  if (snprintf(b->so, sizeof b->so, "%s/sym_%s.so", g_tmpdir, b->tag) >= (int)sizeof b->so)
+    return 0;
   /* cd into the fixture dir and compile a relative name, so the DWARF file names are relative
    * and the symbolizer has to join them with DW_AT_comp_dir. */
-  snprintf(cmd, sizeof cmd, "cd '%s' && %s -g %s -fPIC -shared -o '%s' sym_fixture.c", g_fixdir,
-           g_cc, b->flags, b->so);
+  if (snprintf(cmd, sizeof cmd, "cd '%s' && %s -g %s -fPIC -shared -o '%s' sym_fixture.c",
+               g_fixdir, g_cc, b->flags, b->so) >= (int)sizeof cmd)
+    return 0;
   if (!run_cmd(cmd)) return 0;
   b->handle = dlopen(b->so, RTLD_NOW | RTLD_LOCAL);
   if (!b->handle) {
@@ -284,8 +286,12 @@ TEST(stripped_fallbacks) {
   char nodebug[PATH_MAX + 32], allstripped[PATH_MAX + 32], cmd[4 * PATH_MAX];
   snprintf(nodebug, sizeof nodebug, "%s/nodebug.so", g_tmpdir);
   snprintf(allstripped, sizeof allstripped, "%s/allstripped.so", g_tmpdir);
-  snprintf(cmd, sizeof cmd, "objcopy --strip-debug '%s' '%s' && strip --strip-all -o '%s' '%s'",
-           b->so, nodebug, allstripped, b->so);
+  if (snprintf(cmd, sizeof cmd,
+               "objcopy --strip-debug '%s' '%s' && strip --strip-all -o '%s' '%s'", b->so,
+               nodebug, allstripped, b->so) >= (int)sizeof cmd) {
+    CHECK(0);
+    return;
+  }
   if (!run_cmd(cmd)) {
     printf("  (binutils objcopy/strip missing: stripped fallbacks not tested)\n");
     return;

@@ -1,0 +1,86 @@
+/* rt_hooks.c: entry patches on interpreter-internal functions that LD_PRELOAD cannot
+ * interpose (libpython is linked into the python executable, and these are direct calls or
+ * local symbols found only in .symtab):
+ *   - _PyMutex_LockTimed / _PyMutex_TryUnlock: threading.Lock in CPython 3.13.5+ and 3.14 is
+ *     a PyMutex taken and given back through these two (seen in the disassembly of
+ *     lock_PyThread_acquire_lock); Condition, Event, Queue and Barrier are built on it;
+ *   - mi_free: every block of the interpreter's allocator (objects, list item arrays, dict
+ *     keys) is freed here; its shadow is forgotten so that reuse is not a race.
+ * Where a function is missing (a stripped or different interpreter) or its prologue cannot
+ * be relocated, the runtime warns once, naming what becomes invisible, and goes on. */
+#define _GNU_SOURCE 1
+#include "elf_lookup.h"
+#include "patch.h"
+#include "rt_clock.h"
+#include "rt_shadow.h"
+
+#define PY_LOCK_ACQUIRED 1
+
+static int (*orig_mutex_lock_timed)(void *m, long long timeout, int flags);
+static int (*orig_mutex_try_unlock)(void *m);
+static void (*orig_mi_free)(void *p);
+static size_t (*mi_usable_size_fn)(const void *p);
+
+static ftsan_thread *hook_thread(void) {
+  if (FTSAN_UNLIKELY(!ftsan__enabled)) return NULL;
+  ftsan_thread *t = ftsan__thread();
+  return t->ignore ? NULL : t;
+}
+
+static int hook_mutex_lock_timed(void *m, long long timeout, int flags) {
+  int rc = orig_mutex_lock_timed(m, timeout, flags);
+  if (rc == PY_LOCK_ACQUIRED) {
+    ftsan_thread *t = hook_thread();
+    if (t) ftsan__acquire(t, (uintptr_t)m);
+  }
+  return rc;
+}
+
+static int hook_mutex_try_unlock(void *m) {
+  ftsan_thread *t = hook_thread();
+  if (t) ftsan__release(t, (uintptr_t)m);
+  return orig_mutex_try_unlock(m);
+}
+
+static void hook_mi_free(void *p) {
+  if (p && ftsan__enabled && mi_usable_size_fn)
+    ftsan__shadow_clear((uintptr_t)p, mi_usable_size_fn(p));
+  orig_mi_free(p);
+}
+
+static int install(const char *name, void *replacement, void **original, const char *what) {
+  ftsan_elf_sym sym;
+  int rc = ftsan_elf_lookup_in("", name, &sym);
+  if (rc != 0) {
+    ftsan__warn(FTSAN_WARN_HOOK_FAILED, "%s not found in this python (%s): %s is invisible "
+                "to the analysis", name, ftsan_elf_strerror(rc), what);
+    return -1;
+  }
+  rc = ftsan_patch_install(sym.addr, sym.size, replacement, original);
+  if (rc != 0) {
+    ftsan__warn(FTSAN_WARN_GENERIC, "cannot patch %s (%s): %s is invisible to the analysis",
+                name, ftsan_patch_strerror(rc), what);
+    return -1;
+  }
+  if (ftsan__opt.verbose) ftsan__log("ftsan: patched %s at %p", name, sym.addr);
+  return 0;
+}
+
+void ftsan__hooks_init(void) {
+  if (!ftsan__python_version()) return;
+  ftsan_elf_lookup_begin();
+  install("_PyMutex_LockTimed", (void *)hook_mutex_lock_timed, (void **)&orig_mutex_lock_timed,
+          "threading.Lock acquisition");
+  install("_PyMutex_TryUnlock", (void *)hook_mutex_try_unlock, (void **)&orig_mutex_try_unlock,
+          "threading.Lock release");
+  ftsan_elf_sym us;
+  if (ftsan_elf_lookup_in("", "mi_usable_size", &us) == 0) {
+    mi_usable_size_fn = (size_t (*)(const void *))us.addr;
+    install("mi_free", (void *)hook_mi_free, (void **)&orig_mi_free,
+            "reuse of memory freed by the interpreter's allocator (false reports possible)");
+  } else {
+    ftsan__warn(FTSAN_WARN_HOOK_FAILED, "mi_usable_size not found in this python: reuse of "
+                "memory freed by the interpreter's allocator is invisible (false reports possible)");
+  }
+  ftsan_elf_lookup_end();
+}
