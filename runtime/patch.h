@@ -23,7 +23,19 @@
  * jumping into the overwritten bytes. Patching is meant for start-up, before other threads
  * run; the jump is nonetheless published with one atomic 8-byte store when the 5 bytes fit
  * in an aligned 8-byte word (always for 16-byte aligned entries without endbr64), otherwise
- * via a 2-byte `jmp $` spin placeholder. Calls are serialized by an internal spin lock. */
+ * via a 2-byte `jmp $` spin placeholder. Calls are serialized by an internal spin lock.
+ *
+ * Measured on python3.13t (3.13.5, gcc 12 -O3, no -fcf-protection): of its 6705 sized
+ * STT_FUNC symbols 6670 are patchable; 33 are shorter than 5 bytes and 2 (cleanup_worklist,
+ * countformat) loop back into their first bytes from more than 64 bytes away. With all 6670
+ * patched to pass-through stubs, 26 files of CPython's own test suite (4316 tests, including
+ * test_threading, test_free_threading, test_capi) pass.
+ *
+ * Text pages are made RWX (RW if the system forbids RWX) only while they are written, then
+ * set back to R+X. Trampoline memory comes from 64 KiB chunks placed in the free gap nearest
+ * the target (found through /proc/self/maps, never right under [stack] nor where the brk
+ * heap grows). All system calls are raw syscall()s, and the disassembler allocates from a
+ * private arena, so this works from a constructor without malloc or interceptors. */
 
 #define FTSAN_PATCH_MAX_RELOC 64 /* most bytes of original code a trampoline may take over */
 

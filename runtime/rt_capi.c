@@ -76,6 +76,12 @@ static void resume_held(ftsan_thread *t) {
   for (uint32_t i = 0; i < n; i++) ftsan__acquire(t, held[i]);
 }
 
+/* Called from the entry patches on _PyCriticalSection_SuspendAll / _PyCriticalSection_Resume
+ * (rt_hooks.c): the interpreter suspends a detaching thread's critical sections there, which
+ * covers every way of blocking, not only the calls this file wraps. */
+void ftsan__cs_suspend(ftsan_thread *t) { suspend_held(t); }
+void ftsan__cs_resume(ftsan_thread *t) { resume_held(t); }
+
 static void begin_locked(ftsan_thread *t, uintptr_t m) {
   if (!t) return;
   resume_held(t);

@@ -4,6 +4,8 @@
  *   - _PyMutex_LockTimed / _PyMutex_TryUnlock: threading.Lock in CPython 3.13.5+ and 3.14 is
  *     a PyMutex taken and given back through these two (seen in the disassembly of
  *     lock_PyThread_acquire_lock); Condition, Event, Queue and Barrier are built on it;
+ *   - _PyCriticalSection_SuspendAll / _PyCriticalSection_Resume: a thread that detaches
+ *     (blocks) gives up its critical sections and takes them back when it attaches again;
  *   - mi_free: every block of the interpreter's allocator (objects, list item arrays, dict
  *     keys) is freed here; its shadow is forgotten so that reuse is not a race.
  * Where a function is missing (a stripped or different interpreter) or its prologue cannot
@@ -20,6 +22,8 @@ static int (*orig_mutex_lock_timed)(void *m, long long timeout, int flags);
 static int (*orig_mutex_try_unlock)(void *m);
 static void (*orig_mi_free)(void *p);
 static size_t (*mi_usable_size_fn)(const void *p);
+static void (*orig_cs_suspend_all)(void *tstate);
+static void (*orig_cs_resume)(void *tstate);
 
 static ftsan_thread *hook_thread(void) {
   if (FTSAN_UNLIKELY(!ftsan__enabled)) return NULL;
@@ -48,6 +52,18 @@ static void hook_mi_free(void *p) {
   orig_mi_free(p);
 }
 
+static void hook_cs_suspend_all(void *tstate) {
+  ftsan_thread *t = hook_thread();
+  if (t) ftsan__cs_suspend(t);
+  orig_cs_suspend_all(tstate);
+}
+
+static void hook_cs_resume(void *tstate) {
+  orig_cs_resume(tstate);
+  ftsan_thread *t = hook_thread();
+  if (t) ftsan__cs_resume(t);
+}
+
 static int install(const char *name, void *replacement, void **original, const char *what) {
   ftsan_elf_sym sym;
   int rc = ftsan_elf_lookup_in("", name, &sym);
@@ -73,6 +89,10 @@ void ftsan__hooks_init(void) {
           "threading.Lock acquisition");
   install("_PyMutex_TryUnlock", (void *)hook_mutex_try_unlock, (void **)&orig_mutex_try_unlock,
           "threading.Lock release");
+  install("_PyCriticalSection_SuspendAll", (void *)hook_cs_suspend_all,
+          (void **)&orig_cs_suspend_all, "suspension of critical sections by blocking calls");
+  install("_PyCriticalSection_Resume", (void *)hook_cs_resume, (void **)&orig_cs_resume,
+          "resumption of suspended critical sections");
   ftsan_elf_sym us;
   if (ftsan_elf_lookup_in("", "mi_usable_size", &us) == 0) {
     mi_usable_size_fn = (size_t (*)(const void *))us.addr;

@@ -163,6 +163,8 @@ void ftsan__python_init(void);
 
 /* ---- C-API wrappers (rt_capi.c) ------------------------------------------------------ */
 void ftsan__capi_init(void);
+void ftsan__cs_suspend(struct ftsan_thread *t); /* the thread's critical sections are suspended */
+void ftsan__cs_resume(struct ftsan_thread *t);  /* ... and resumed */
 
 uint64_t ftsan__now_ns(void);
 uint32_t ftsan__findings(void);          /* findings reported so far */

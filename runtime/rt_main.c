@@ -137,7 +137,7 @@ static void at_exit(void) {
 /* _exit skips atexit handlers; forked children (multiprocessing, os.fork + os._exit) end
  * this way, and their traces must still be complete. */
 FTSAN_EXPORT void _exit(int status) {
-  static void (*real_exit)(int) __attribute__((noreturn));
+  static void (*real_exit)(int);
   if (!real_exit) real_exit = (void (*)(int))dlsym(RTLD_NEXT, "_exit");
   at_exit();
   if (real_exit) real_exit(status);

@@ -60,7 +60,7 @@ class Foundation(unittest.TestCase):
         self.assertGreaterEqual(fns["append_locked"]["sync"], 2 * 4 * 250)
 
     def test_text_report(self):
-        r = subprocess.run([FTSAN, "report", self.out], capture_output=True, text=True)
+        r = subprocess.run([FTSAN, "report", "--stats", self.out], capture_output=True, text=True)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("free-threaded, GIL disabled", r.stdout)
         self.assertRegex(r.stdout, r"checksum\s+basic_ext\.c:11\s+1000\s")

@@ -3,8 +3,8 @@ reported with the exact file:line of both racing accesses in at least 19 of 20 r
 fixed twin gives zero findings in 20 of 20 runs. Extensions are built with the real ftsan-cc
 and run in the real free-threaded python under 'ftsan run'.
 FTSAN_TEST_RUNS overrides the number of runs (default 20)."""
+import concurrent.futures
 import os
-import re
 import shutil
 import sys
 import unittest
@@ -13,6 +13,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 from ftsan_testlib import PYTHON, TESTDATA, build_extension, ftsan_run, report_json, tempdir  # noqa: E402
 
 RUNS = int(os.environ.get("FTSAN_TEST_RUNS", "20"))
+# Runs are independent processes: two at a time on the 2-core machines this runs on.
+PARALLEL = int(os.environ.get("FTSAN_TEST_PARALLEL", "2"))
 RACES = os.path.join(TESTDATA, "races")
 CASES = sorted(d for d in os.listdir(RACES) if os.path.isdir(os.path.join(RACES, d)))
 
@@ -56,8 +58,9 @@ class RaceCorpus(unittest.TestCase):
         self.assertTrue(marked, "no markers in %s" % src)
         found = 0
         problems = []
-        for i in range(RUNS):
-            r, rep = self.run_case(case, "buggy", i)
+        with concurrent.futures.ThreadPoolExecutor(PARALLEL) as pool:
+            results = list(pool.map(lambda i: self.run_case(case, "buggy", i), range(RUNS)))
+        for i, (r, rep) in enumerate(results):
             self.assertIn(r.returncode, (0, 66), r.stderr)
             hit = False
             for f in rep["findings"]:
@@ -79,8 +82,9 @@ class RaceCorpus(unittest.TestCase):
         self.assertGreaterEqual(found, RUNS - RUNS // 20, "%s found in %d of %d runs" % (case, found, RUNS))
 
     def check_fixed(self, case):
-        for i in range(RUNS):
-            r, rep = self.run_case(case, "fixed", i)
+        with concurrent.futures.ThreadPoolExecutor(PARALLEL) as pool:
+            results = list(pool.map(lambda i: self.run_case(case, "fixed", i), range(RUNS)))
+        for i, (r, rep) in enumerate(results):
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertEqual(rep["findings"], [], "run %d of %s_fixed" % (i, case))
             self.assertFalse(rep["processes"][0]["gil_enabled"])
