@@ -62,11 +62,28 @@ static void remove_old_traces(const char *dir) {
   closedir(d);
 }
 
+/* The value of NAME in a runtime options string ("a=1:b=2", also separated by spaces or
+ * commas), or NULL. ftsan run honours the options it shares with the runtime (exitcode,
+ * suppressions) so that both agree. */
+static char *runtime_option(const char *opts, const char *name) {
+  if (!opts) return NULL;
+  size_t n = strlen(name);
+  const char *p = opts;
+  while (*p) {
+    while (*p == ':' || *p == ' ' || *p == ',') p++;
+    const char *start = p;
+    while (*p && *p != ':' && *p != ' ' && *p != ',') p++;
+    if ((size_t)(p - start) > n && !strncmp(start, name, n) && start[n] == '=')
+      return strndup(start + n + 1, (size_t)(p - start) - n - 1);
+  }
+  return NULL;
+}
+
 int cmd_run(int argc, char **argv) {
   const char *out = "ftsan-out";
   const char *options = NULL;
   const char *supp_path = NULL;
-  int exitcode = 66, quiet = 0;
+  int exitcode = -1, quiet = 0;
   int i = 1;
   for (; i < argc; i++) {
     const char *a = argv[i];
@@ -95,6 +112,14 @@ int cmd_run(int argc, char **argv) {
     }
   }
   if (i >= argc) return ftsan_error("run: no command given (usage: ftsan run [options] -- COMMAND...)");
+  const char *opts = options ? options : getenv("FTSAN_OPTIONS");
+  if (exitcode < 0) {
+    char *v = runtime_option(opts, "exitcode");
+    exitcode = v ? atoi(v) : 66;
+    free(v);
+  }
+  char *supp_opt = NULL;
+  if (!supp_path && (supp_opt = runtime_option(opts, "suppressions"))) supp_path = supp_opt;
 
   const char *libdir = ftsan_libdir();
   char runtime[PATH_MAX];

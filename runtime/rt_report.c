@@ -150,7 +150,9 @@ FTSAN_NOINLINE __attribute__((cold)) void ftsan__report_race(ftsan_thread *t, ui
   memcpy(buf + sizeof *r + 8u * (ncur + nprev), type_name, name_len);
   ftsan__trace_write(buf, size);
   uint32_t nth = __atomic_add_fetch(&nfindings, 1, __ATOMIC_RELAXED);
-  if (ftsan__opt.report_to_stderr)
+  if (ftsan__opt.report_to_stderr && nth == 11)
+    ftsan__log("ftsan: further races are only written to the trace (details: ftsan report)");
+  if (ftsan__opt.report_to_stderr && nth <= 10)
     ftsan__log("ftsan: data race #%u: %s of size %u at %p by thread T%u races with %s by T%u "
                "(details: ftsan report)", nth, CELL_WRITE(cur) ? "write" : "read",
                1u << CELL_LOG(cur), (void *)addr, t->tid, CELL_WRITE(old) ? "a write" : "a read",

@@ -6,11 +6,12 @@ FTSAN_TEST_RUNS overrides the number of runs (default 20)."""
 import concurrent.futures
 import os
 import shutil
+import subprocess
 import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from ftsan_testlib import PYTHON, TESTDATA, build_extension, ftsan_run, report_json, tempdir  # noqa: E402
+from ftsan_testlib import FTSAN, PYTHON, TESTDATA, build_extension, ftsan_run, report_json, tempdir  # noqa: E402
 
 RUNS = int(os.environ.get("FTSAN_TEST_RUNS", "20"))
 # Runs are independent processes: two at a time on the 2-core machines this runs on.
@@ -88,6 +89,100 @@ class RaceCorpus(unittest.TestCase):
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertEqual(rep["findings"], [], "run %d of %s_fixed" % (i, case))
             self.assertFalse(rep["processes"][0]["gil_enabled"])
+
+
+class ReportDetails(unittest.TestCase):
+    """What a report says about the memory, and the options that change what is reported."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.work = tempdir()
+        for case in ("static_counter", "type_fields"):
+            build_extension(os.path.join(RACES, case, "%s_buggy.c" % case), cls.work)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.work, ignore_errors=True)
+
+    def run_buggy(self, case, name, run_options=(), env=None):
+        out = os.path.join(self.work, name)
+        e = {"PYTHONPATH": self.work}
+        e.update(env or {})
+        r = ftsan_run([PYTHON, os.path.join(RACES, case, "driver.py"), case + "_buggy"], out,
+                      env=e, run_options=run_options)
+        return r, out
+
+    def test_static_variable_is_named(self):
+        r, out = self.run_buggy("static_counter", "global")
+        self.assertEqual(r.returncode, 66, r.stderr)
+        f = report_json(out)["findings"][0]
+        self.assertEqual(f["location"]["kind"], "global")
+        self.assertEqual(f["location"]["name"], "counter")
+        self.assertEqual(f["location"]["size"], 8)
+        self.assertEqual(f["location"]["line"], 5)
+        # both accesses are 8-byte, non-atomic, and at least one is a write
+        self.assertTrue(any(a["write"] for a in f["accesses"]))
+        for a in f["accesses"]:
+            self.assertEqual(a["size"], 8)
+            self.assertFalse(a["atomic"])
+            self.assertEqual(a["stack"][0]["function"], "bump")
+        self.assertNotEqual(f["accesses"][0]["thread"], f["accesses"][1]["thread"])
+        # the racing threads were created by the main thread, and we know where
+        for th in f["threads"]:
+            self.assertEqual(th["parent"], 0)
+            self.assertTrue(any(fr["function"] == "PyThread_start_joinable_thread" for fr in th["created_at"]))
+        # the current access has the full C stack, down into the interpreter
+        self.assertTrue(f["accesses"][0]["stack_complete"])
+        self.assertTrue(any("python3" in os.path.basename(fr["module"]) for fr in f["accesses"][0]["stack"]))
+
+    def test_python_object_field_is_described(self):
+        r, out = self.run_buggy("type_fields", "object")
+        self.assertEqual(r.returncode, 66, r.stderr)
+        locs = [f["location"] for f in report_json(out)["findings"]]
+        self.assertTrue(locs)
+        for loc in locs:
+            self.assertEqual(loc["kind"], "pyobject")
+            self.assertEqual(loc["type"], "type_fields_buggy.Accum")
+            self.assertGreaterEqual(loc["offset"], 32)  # past the PyObject header
+            self.assertLess(loc["offset"], loc["basicsize"])
+
+    def test_text_report_reads_like_tsan(self):
+        r, out = self.run_buggy("static_counter", "text")
+        rep = subprocess.run([FTSAN, "report", out], capture_output=True, text=True).stdout
+        self.assertIn("WARNING: ftsan: data race", rep)
+        self.assertRegex(rep, r"(Read|Write) of size 8 at 0x[0-9a-f]+ by thread T\d+:")
+        self.assertRegex(rep, r"Previous (read|write) of size 8 at 0x[0-9a-f]+ by thread T\d+:")
+        self.assertRegex(rep, r"#0 bump \S*static_counter_buggy\.c:10 ")
+        self.assertIn("Location is global 'counter' of size 8", rep)
+        self.assertRegex(rep, r"Thread T\d+ \(tid=\d+\) created by thread T0 at:")
+        self.assertIn("SUMMARY: ftsan: data race static_counter_buggy.c:10 in bump", rep)
+
+    def test_halt_on_error_stops_at_the_first_race(self):
+        r, out = self.run_buggy("static_counter", "halt", run_options=("--options", "halt_on_error=1:exitcode=23"))
+        self.assertEqual(r.returncode, 23, r.stderr)
+        rep = report_json(out)
+        self.assertEqual(len(rep["findings"]), 1)
+        self.assertTrue(rep["processes"][0]["complete"])
+
+    def test_suppressions_hide_findings_and_the_exit_status(self):
+        supp = os.path.join(self.work, "supp.txt")
+        with open(supp, "w") as f:
+            f.write("# the counter is only statistics\nrace:static_counter_buggy.c\n")
+        r, out = self.run_buggy("static_counter", "supp", run_options=("--suppressions", supp))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("0 findings", r.stderr)
+        rep = report_json(out, "--suppressions", supp)
+        self.assertEqual(rep["findings"], [])
+        self.assertGreater(rep["suppressed"], 0)
+        self.assertGreater(len(report_json(out)["findings"]), 0)  # without them: still there
+        with open(supp, "w") as f:
+            f.write("race_top:some_other_function\n")
+        self.assertGreater(len(report_json(out, "--suppressions", supp)["findings"]), 0)
+        with open(supp, "w") as f:
+            f.write("bogus:pattern\n")
+        r = subprocess.run([FTSAN, "report", "--suppressions", supp, out], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("unknown suppression type", r.stderr)
 
 
 def make_tests():
