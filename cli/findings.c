@@ -161,8 +161,10 @@ static int parse_race(const ftsan_trace *t, const ftsan_raw_record *rec, ftsan_s
   struct ftsan_rec_race r;
   if (rec->size < sizeof r) return -1;
   memcpy(&r, rec->data, sizeof r);
-  uint64_t need = sizeof r + 8ull * r.cur.stack_len + 8ull * r.prev.stack_len + r.type_name_len;
-  if (need > rec->size || r.cur.stack_len > 4096 || r.prev.stack_len > 4096) return -1;
+  uint64_t need = sizeof r + 8ull * r.cur.stack_len + 8ull * r.prev.stack_len +
+                  8ull * r.alloc_stack_len + r.type_name_len;
+  if (need > rec->size || r.cur.stack_len > 4096 || r.prev.stack_len > 4096 || r.alloc_stack_len > 4096)
+    return -1;
   memset(f, 0, sizeof *f);
   f->kind = r.kind;
   f->trace = t;
@@ -172,8 +174,9 @@ static int parse_race(const ftsan_trace *t, const ftsan_raw_record *rec, ftsan_s
   f->object_size = r.object_size;
   f->count = 1;
   const uint64_t *cur = (const uint64_t *)(rec->data + sizeof r);
-  uint64_t *tmp = malloc(8ull * (r.cur.stack_len + r.prev.stack_len + 1));
-  memcpy(tmp, cur, 8ull * (r.cur.stack_len + r.prev.stack_len));
+  uint32_t nstacks = r.cur.stack_len + r.prev.stack_len + r.alloc_stack_len;
+  uint64_t *tmp = malloc(8ull * (nstacks + 1));
+  memcpy(tmp, cur, 8ull * nstacks);
   const struct ftsan_race_access *ra[2] = {&r.cur, &r.prev};
   ftsan_access *fa[2] = {&f->cur, &f->prev};
   const uint64_t *stacks[2] = {tmp, tmp + r.cur.stack_len};
@@ -185,10 +188,12 @@ static int parse_race(const ftsan_trace *t, const ftsan_raw_record *rec, ftsan_s
     fa[i]->stack_full = ra[i]->stack_full;
     symbolize_stack(t, sym, stacks[i], ra[i]->stack_len, &fa[i]->stack);
   }
+  f->alloc_tid = r.alloc_tid;
+  symbolize_stack(t, sym, tmp + r.cur.stack_len + r.prev.stack_len, r.alloc_stack_len, &f->alloc);
   free(tmp);
   if (r.type_name_len)
     snprintf(f->type_name, sizeof f->type_name, "%.*s", (int)r.type_name_len,
-             (const char *)(rec->data + sizeof r + 8ull * (r.cur.stack_len + r.prev.stack_len)));
+             (const char *)(rec->data + sizeof r + 8ull * nstacks));
   if (f->mem_kind == FTSAN_MEM_UNKNOWN) {
     const ftsan_module *m = ftsan_trace_module_for(t, f->addr);
     if (m && ftsan_symbolize_data(sym, m->path, f->addr - m->bias, &f->global)) {
@@ -206,6 +211,7 @@ static int parse_race(const ftsan_trace *t, const ftsan_raw_record *rec, ftsan_s
 }
 
 static void free_finding(ftsan_finding *f) {
+  free(f->alloc.locs);
   free(f->cur.stack.locs);
   free(f->prev.stack.locs);
 }
@@ -337,6 +343,11 @@ void ftsan_finding_print_text(FILE *o, const ftsan_finding *f, ftsan_symbolizer 
     fprintf(o, "  Location is global '%s' of size %llu at 0x%llx (%s+0x%llx)%s\n", f->global.name,
             (unsigned long long)f->global.size, (unsigned long long)(f->global.start + f->global_module->bias),
             base(f->global_module->path), (unsigned long long)f->global.start, decl);
+  } else if (f->mem_kind == FTSAN_MEM_HEAP) {
+    fprintf(o, "  Location is heap block of size %llu at 0x%llx (offset %llu), allocated by thread T%u at:\n",
+            (unsigned long long)f->object_size, (unsigned long long)f->object_addr,
+            (unsigned long long)(f->addr - f->object_addr), f->alloc_tid);
+    print_stack_text(o, &f->alloc, TEXT_FRAMES);
   } else
     fprintf(o, "  Location is heap or stack memory at 0x%llx\n", (unsigned long long)f->addr);
   fprintf(o, "\n");
@@ -412,8 +423,14 @@ void ftsan_finding_print_json(FILE *o, const ftsan_finding *f, ftsan_symbolizer 
     fprintf(o, ", \"file\": ");
     json_str(o, f->global.file);
     fprintf(o, ", \"line\": %d}", f->global.line);
+  } else if (f->mem_kind == FTSAN_MEM_HEAP) {
+    fprintf(o, "{\"kind\": \"heap\", \"block\": \"0x%llx\", \"size\": %llu, \"offset\": %llu, "
+            "\"allocated_by\": %u, \"allocated_at\": ", (unsigned long long)f->object_addr,
+            (unsigned long long)f->object_size, (unsigned long long)(f->addr - f->object_addr), f->alloc_tid);
+    print_stack_json(o, &f->alloc);
+    fputc('}', o);
   } else {
-    fprintf(o, "{\"kind\": \"heap\"}");
+    fprintf(o, "{\"kind\": \"unknown\"}");
   }
   fprintf(o, ", \"threads\": [");
   uint32_t tids[2] = {f->cur.tid, f->prev.tid};

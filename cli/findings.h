@@ -35,6 +35,8 @@ typedef struct ftsan_finding {
   uint32_t mem_kind;
   uint64_t object_addr, object_size;
   char type_name[128];
+  uint32_t alloc_tid;      /* FTSAN_MEM_HEAP: allocating thread */
+  ftsan_stack alloc;       /* FTSAN_MEM_HEAP: allocation stack (may be empty) */
   int has_global;
   ftsan_data_sym global;   /* when the address is a static variable of a module */
   const ftsan_module *global_module;

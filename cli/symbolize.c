@@ -1,5 +1,7 @@
 /* symbolize.c: the CLI's offline symbolizer: DWARF (libdwarf) line tables and inline chains, ELF (libelf) symbol fallbacks, per-module and per-address caches. */
-#define _POSIX_C_SOURCE 200809L
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L /* strdup */
+#endif
 
 #include "symbolize.h"
 
@@ -160,9 +162,14 @@ typedef struct sym_elfsym {
   uint64_t start, size;
 } sym_elfsym;
 
+typedef struct sym_sec {
+  unsigned char *p;
+  size_t n;
+} sym_sec;
+
 typedef struct sym_module {
   char *path;
-  int ok;            /* readable ELF or DWARF found */
+  int ok;            /* the file is readable ELF */
   Dwarf_Debug dbg;   /* NULL when the file has no usable DWARF */
   sym_cu *cus;
   size_t ncus;
@@ -174,6 +181,9 @@ typedef struct sym_module {
   sym_var *vars;
   size_t nvars, capvars;
   sym_ivl_index var_ix;
+  /* Copies of the sections decode_lines reads itself: .debug_line, and the string sections
+   * its DWARF 5 headers point into. */
+  sym_sec line_sec, line_str_sec, str_sec;
   char build_id[129];
 } sym_module;
 
@@ -203,8 +213,9 @@ static void copy_str(char *dst, size_t cap, const char *src) {
   dst[n] = 0;
 }
 
-/* libdwarf allocates an error object for every failed call when given an error pointer (and
- * aborts when given none), so every call site passes one and releases it here. */
+/* libdwarf allocates an error object for every failed call when given an error pointer, and
+ * with no handler and no pointer it aborts; so every call site passes one and releases it
+ * here. */
 static void drop_err(Dwarf_Debug dbg, Dwarf_Error *err) {
   if (*err) {
     dwarf_dealloc_error(dbg, *err);
@@ -554,8 +565,21 @@ static void read_build_id(sym_module *m, Elf *e) {
   }
 }
 
-/* Reads .symtab (prio 0) then .dynsym (prio 1) FUNC/OBJECT symbols; returns 1 for a readable
- * ELF file. Local/global aliases of one address rank by binding so exported names win. */
+typedef struct unsized_fn {
+  uint64_t start, sec_end;
+  const char *name;
+  uint32_t prio;
+} unsized_fn;
+
+static int u64_cmp(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* Reads .symtab then .dynsym FUNC/OBJECT symbols; returns 1 for a readable ELF file. Among
+ * equally small matches .symtab beats .dynsym and global beats weak beats local, so exported
+ * names win over local aliases. FUNC symbols without a size (hand-written assembly, crt
+ * files) are stretched to the next function start in their section and rank last. */
 static int read_elf(sym_module *m, const char *path, int want_build_id) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return 0;
@@ -566,6 +590,9 @@ static int read_elf(sym_module *m, const char *path, int want_build_id) {
     return 0;
   }
   if (want_build_id) read_build_id(m, e);
+  unsized_fn *uf = NULL;
+  uint64_t *starts = NULL;
+  size_t nuf = 0, capuf = 0, nstarts = 0, capstarts = 0;
   static const unsigned types[] = {SHT_SYMTAB, SHT_DYNSYM};
   for (unsigned t = 0; t < 2; t++) {
     Elf_Scn *scn = NULL;
@@ -575,22 +602,67 @@ static int read_elf(sym_module *m, const char *path, int want_build_id) {
       Elf_Data *d = elf_getdata(scn, NULL);
       if (!d) continue;
       size_t cnt = sh.sh_size / sh.sh_entsize;
-      for (size_t i = 0; i < cnt; i++) {
+      for (size_t i = 0; i < cnt && i < (size_t)INT32_MAX; i++) {
         GElf_Sym s;
         if (!gelf_getsym(d, (int)i, &s)) break;
         int type = GELF_ST_TYPE(s.st_info);
         int func = type == STT_FUNC || type == STT_GNU_IFUNC;
         if (!func && type != STT_OBJECT) continue;
-        if (s.st_shndx == SHN_UNDEF || !s.st_size) continue;
+        if (s.st_shndx == SHN_UNDEF || s.st_shndx >= SHN_LORESERVE) continue;
         const char *name = elf_strptr(e, sh.sh_link, s.st_name);
         if (!name || !name[0]) continue;
         int bind = GELF_ST_BIND(s.st_info);
         uint32_t prio = t * 4 + (bind == STB_GLOBAL ? 0 : bind == STB_WEAK ? 1 : 2);
-        if (add_elfsym(m, name, s.st_value, s.st_size, func, prio)) break;
+        if (func) {
+          if (nstarts == capstarts) {
+            size_t ncap = capstarts ? capstarts * 2 : 256;
+            uint64_t *ns = realloc(starts, ncap * sizeof *ns);
+            if (!ns) continue;
+            starts = ns;
+            capstarts = ncap;
+          }
+          starts[nstarts++] = s.st_value;
+        }
+        if (s.st_size) {
+          add_elfsym(m, name, s.st_value, s.st_size, func, prio);
+        } else if (func) {
+          GElf_Shdr tsh;
+          Elf_Scn *target = elf_getscn(e, s.st_shndx);
+          if (!target || !gelf_getshdr(target, &tsh) || s.st_value < tsh.sh_addr ||
+              s.st_value >= tsh.sh_addr + tsh.sh_size)
+            continue;
+          if (nuf == capuf) {
+            size_t ncap = capuf ? capuf * 2 : 16;
+            unsized_fn *nu = realloc(uf, ncap * sizeof *nu);
+            if (!nu) continue;
+            uf = nu;
+            capuf = ncap;
+          }
+          uf[nuf].start = s.st_value;
+          uf[nuf].sec_end = tsh.sh_addr + tsh.sh_size;
+          uf[nuf].name = name;
+          uf[nuf].prio = prio + 16;
+          nuf++;
+        }
       }
     }
   }
-  elf_end(e);
+  if (nuf && nstarts) {
+    qsort(starts, nstarts, sizeof *starts, u64_cmp);
+    for (size_t i = 0; i < nuf; i++) {
+      size_t lo = 0, hi = nstarts; /* first start > uf[i].start */
+      while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (starts[mid] <= uf[i].start) lo = mid + 1;
+        else hi = mid;
+      }
+      uint64_t end = lo < nstarts && starts[lo] < uf[i].sec_end ? starts[lo] : uf[i].sec_end;
+      add_elfsym(m, uf[i].name, uf[i].start, end - uf[i].start, 1, uf[i].prio);
+    }
+  }
+  free(uf);
+  free(starts);
+  elf_end(e); /* names were copied by add_elfsym */
   close(fd);
   return 1;
 }
@@ -622,7 +694,17 @@ static int lists_headers_ok(const unsigned char *p, uint64_t size) {
   return 1;
 }
 
-static int dwarf_file_safe(const char *path) {
+static Elf_Data *section_data(Elf_Scn *scn, const GElf_Shdr *sh, int gnu_z) {
+  if (sh->sh_type == SHT_NOBITS || !sh->sh_size) return NULL;
+  if ((sh->sh_flags & SHF_COMPRESSED) && elf_compress(scn, 0, 0) < 0) return NULL;
+  if (gnu_z && elf_compress_gnu(scn, 0, 0) < 0) return NULL;
+  Elf_Data *d = elf_getdata(scn, NULL);
+  return d && d->d_buf ? d : NULL;
+}
+
+/* Vets the file libdwarf will read (see lists_headers_ok) and keeps copies of the sections
+ * decode_lines needs. Returns 0 when libdwarf must not be used on it. */
+static int prepare_dwarf_file(sym_module *m, const char *path) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return 0;
   Elf *e = elf_begin(fd, ELF_C_READ, NULL);
@@ -633,22 +715,28 @@ static int dwarf_file_safe(const char *path) {
     GElf_Shdr sh;
     if (!gelf_getshdr(scn, &sh)) continue;
     const char *name = elf_strptr(e, shstrndx, sh.sh_name);
-    if (!name) continue;
+    if (!name || name[0] != '.') continue;
     int gnu_z = strncmp(name, ".zdebug_", 8) == 0; /* old GNU compressed naming */
     const char *base = gnu_z ? name + 2 : name + 1;
-    if (name[0] != '.' || (strcmp(base, "debug_rnglists") != 0 && strcmp(base, "debug_loclists") != 0))
-      continue;
-    if (sh.sh_type == SHT_NOBITS || !sh.sh_size) continue;
-    if (sh.sh_flags & SHF_COMPRESSED) ok = elf_compress(scn, 0, 0) >= 0;
-    else if (gnu_z) ok = elf_compress_gnu(scn, 0, 0) >= 0;
-    Elf_Data *d = ok ? elf_getdata(scn, NULL) : NULL;
-    ok = d && d->d_buf && lists_headers_ok(d->d_buf, d->d_size);
+    if (strcmp(base, "debug_rnglists") == 0 || strcmp(base, "debug_loclists") == 0) {
+      Elf_Data *d = section_data(scn, &sh, gnu_z);
+      ok = !sh.sh_size || sh.sh_type == SHT_NOBITS || (d && lists_headers_ok(d->d_buf, d->d_size));
+    } else {
+      sym_sec *dst = strcmp(base, "debug_line") == 0       ? &m->line_sec
+                     : strcmp(base, "debug_line_str") == 0 ? &m->line_str_sec
+                     : strcmp(base, "debug_str") == 0      ? &m->str_sec
+                                                           : NULL;
+      Elf_Data *d = dst && !dst->p ? section_data(scn, &sh, gnu_z) : NULL;
+      if (d && d->d_size && (dst->p = malloc(d->d_size)) != NULL) {
+        memcpy(dst->p, d->d_buf, d->d_size);
+        dst->n = d->d_size;
+      }
+    }
   }
   if (e) elf_end(e);
   close(fd);
   return ok;
 }
-
 /* ---------- DWARF: CU index ------------------------------------------------------------- */
 
 static int cu_by_off_cmp(const void *key, const void *elem) {
@@ -776,48 +864,6 @@ static char *join_file(const char *comp_dir, const char *dir, const char *name) 
   return out;
 }
 
-/* File names built from the line-table header ourselves: dwarf_srcfiles() in libdwarf 20210528
- * indexes the DWARF 5 include-directory array without a bounds check and crashes on a bad
- * directory index, while these accessors check. */
-static void load_files(Dwarf_Debug dbg, Dwarf_Line_Context ctx, Dwarf_Unsigned lver,
-                       sym_cu *cu) {
-  Dwarf_Error err = NULL;
-  Dwarf_Signed base = 0, count = 0, end = 0;
-  if (dwarf_srclines_files_indexes(ctx, &base, &count, &end, &err) != DW_DLV_OK) {
-    drop_err(dbg, &err);
-    return;
-  }
-  if (base < 0 || end <= base || end - base > (1 << 24)) return;
-  const char *comp_dir = NULL;
-  if (dwarf_srclines_comp_dir(ctx, &comp_dir, &err) != DW_DLV_OK) {
-    drop_err(dbg, &err);
-    comp_dir = NULL;
-  }
-  cu->files = calloc((size_t)(end - base), sizeof *cu->files);
-  if (!cu->files) return;
-  cu->nfiles = (size_t)(end - base);
-  cu->file_base = (uint64_t)base;
-  for (Dwarf_Signed i = base; i < end; i++) {
-    const char *name = NULL, *dir = NULL;
-    Dwarf_Unsigned diridx = 0, mtime = 0, flen = 0;
-    Dwarf_Form_Data16 *md5 = NULL;
-    if (dwarf_srclines_files_data_b(ctx, i, &name, &diridx, &mtime, &flen, &md5, &err) !=
-        DW_DLV_OK) {
-      drop_err(dbg, &err);
-      continue;
-    }
-    /* Directory 0 is the compilation directory; DWARF 5 also lists it as entry 0 of the
-     * table, older versions leave it implicit and number the table from 1. */
-    if (diridx > 0 || lver >= 5) {
-      if (dwarf_srclines_include_dir_data(ctx, (Dwarf_Signed)diridx, &dir, &err) != DW_DLV_OK) {
-        drop_err(dbg, &err);
-        dir = NULL;
-      }
-    }
-    cu->files[i - base] = join_file(comp_dir, dir, name);
-  }
-}
-
 /* Maps a file number (line-table file register, DW_AT_call_file, DW_AT_decl_file) to a name.
  * libdwarf reports where numbering starts: 0 for DWARF 5, 1 for DWARF 2-4 (where 0 means "no
  * file"). */
@@ -827,91 +873,401 @@ static const char *cu_file(const sym_cu *cu, uint64_t num) {
   return num < cu->nfiles ? cu->files[num] : NULL;
 }
 
-static void load_lines(Dwarf_Debug dbg, Dwarf_Die cudie, sym_cu *cu) {
-  Dwarf_Error err = NULL;
-  Dwarf_Unsigned lver = 0;
-  Dwarf_Small tcount = 0;
-  Dwarf_Line_Context ctx = NULL;
-  if (dwarf_srclines_b(cudie, &lver, &tcount, &ctx, &err) != DW_DLV_OK) {
-    drop_err(dbg, &err);
-    return;
+/* ---------- line program decoder -------------------------------------------------------- */
+
+/* libdwarf 20210528 decodes line programs with two bugs that matter here: it starts the DWARF 5
+ * file register at 0 instead of 1 (gcc relies on the default, so rows before the first
+ * DW_LNS_set_file get the wrong file), and it flags every DW_LNS_set_epilogue_begin row as
+ * end_sequence (clang emits one per function). So rows come from this decoder over the raw
+ * .debug_line bytes, and libdwarf is used only for the header's file table. */
+typedef struct line_rd {
+  const unsigned char *p, *end;
+  int bad;
+} line_rd;
+
+static uint64_t rd_fixed(line_rd *r, unsigned n) {
+  if (r->bad || (size_t)(r->end - r->p) < n) {
+    r->bad = 1;
+    return 0;
   }
-  load_files(dbg, ctx, lver, cu);
-  Dwarf_Line *lines = NULL;
-  Dwarf_Signed n = 0;
-  if (dwarf_srclines_from_linecontext(ctx, &lines, &n, &err) != DW_DLV_OK || n <= 0) {
-    drop_err(dbg, &err);
-    dwarf_srclines_dealloc_b(ctx);
-    return;
+  uint64_t v = 0;
+  for (unsigned i = n; i-- > 0;) v = (v << 8) | r->p[i]; /* little-endian targets */
+  r->p += n;
+  return v;
+}
+
+static uint64_t rd_uleb(line_rd *r) {
+  uint64_t v = 0;
+  unsigned shift = 0;
+  while (!r->bad) {
+    if (r->p >= r->end) {
+      r->bad = 1;
+      break;
+    }
+    unsigned char b = *r->p++;
+    if (shift < 64) v |= (uint64_t)(b & 0x7f) << shift;
+    shift += 7;
+    if (!(b & 0x80)) return v;
   }
-  cu->rows = malloc((size_t)n * sizeof *cu->rows);
-  cu->seq = malloc((size_t)n * sizeof *cu->seq);
-  if (!cu->rows || !cu->seq) {
-    free(cu->rows);
-    free(cu->seq);
-    cu->rows = NULL;
-    cu->seq = NULL;
-    dwarf_srclines_dealloc_b(ctx);
-    return;
+  return 0;
+}
+
+static int64_t rd_sleb(line_rd *r) {
+  uint64_t v = 0;
+  unsigned shift = 0;
+  while (!r->bad) {
+    if (r->p >= r->end) {
+      r->bad = 1;
+      break;
+    }
+    unsigned char b = *r->p++;
+    if (shift < 64) v |= (uint64_t)(b & 0x7f) << shift;
+    shift += 7;
+    if (!(b & 0x80)) {
+      if (shift < 64 && (b & 0x40)) v |= ~(uint64_t)0 << shift;
+      return (int64_t)v;
+    }
   }
-  /* A sequence is the rows up to an end_sequence row, whose address is the sequence's end. */
-  size_t seq_first = 0;
-  uint64_t seq_lo = 0;
-  int in_seq = 0;
-  for (Dwarf_Signed i = 0; i < n; i++) {
-    Dwarf_Addr addr = 0;
-    Dwarf_Unsigned lineno = 0, col = 0, file = 0;
-    Dwarf_Bool end = 0;
-    if (dwarf_lineaddr(lines[i], &addr, &err) != DW_DLV_OK) {
-      drop_err(dbg, &err);
-      continue;
+  return 0;
+}
+
+/* A NUL-terminated string at off inside sec, or NULL when it would run off the end. */
+static const char *sec_str(const sym_sec *sec, uint64_t off) {
+  if (!sec->p || off >= sec->n) return NULL;
+  const char *p = (const char *)sec->p + off;
+  return memchr(p, 0, sec->n - off) ? p : NULL;
+}
+
+static const char *rd_cstr(line_rd *r) {
+  if (r->bad) return NULL;
+  const unsigned char *z = memchr(r->p, 0, (size_t)(r->end - r->p));
+  if (!z) {
+    r->bad = 1;
+    return NULL;
+  }
+  const char *str = (const char *)r->p;
+  r->p = z + 1;
+  return str;
+}
+
+typedef struct line_strs {
+  const sym_sec *line_str, *str;
+  unsigned offsz;
+} line_strs;
+
+/* Reads one DWARF 5 entry field. Strings come back through *str, numbers through *num; forms
+ * we cannot resolve here (strx needs the CU's str_offsets base) fail the whole table. */
+static void rd_form(line_rd *r, uint64_t form, const line_strs *ls, const char **str,
+                    uint64_t *num) {
+  *str = NULL;
+  *num = 0;
+  switch (form) {
+  case DW_FORM_string: *str = rd_cstr(r); break;
+  case DW_FORM_line_strp: *str = sec_str(ls->line_str, rd_fixed(r, ls->offsz)); break;
+  case DW_FORM_strp: *str = sec_str(ls->str, rd_fixed(r, ls->offsz)); break;
+  case DW_FORM_udata: *num = rd_uleb(r); break;
+  case DW_FORM_sdata: *num = (uint64_t)rd_sleb(r); break;
+  case DW_FORM_data1: *num = rd_fixed(r, 1); break;
+  case DW_FORM_data2: *num = rd_fixed(r, 2); break;
+  case DW_FORM_data4: *num = rd_fixed(r, 4); break;
+  case DW_FORM_data8: *num = rd_fixed(r, 8); break;
+  case DW_FORM_data16: rd_fixed(r, 8), rd_fixed(r, 8); break;
+  case DW_FORM_block: {
+    uint64_t n = rd_uleb(r);
+    if (n > (uint64_t)(r->end - r->p)) r->bad = 1;
+    else r->p += n;
+    break;
+  }
+  case DW_FORM_block1: {
+    uint64_t n = rd_fixed(r, 1);
+    if (n > (uint64_t)(r->end - r->p)) r->bad = 1;
+    else r->p += n;
+    break;
+  }
+  default: r->bad = 1; break;
+  }
+}
+
+/* Reads a DWARF 5 directory or file-name table: the entry format, then count entries; keeps
+ * each entry's DW_LNCT_path and DW_LNCT_directory_index. Returns the count, -1 on error. */
+static long rd_v5_table(line_rd *r, const line_strs *ls, const char ***paths, uint64_t **dirs) {
+  unsigned nfmt = (unsigned)rd_fixed(r, 1);
+  uint64_t fmt[2 * 255];
+  for (unsigned i = 0; i < nfmt; i++) {
+    fmt[2 * i] = rd_uleb(r);
+    fmt[2 * i + 1] = rd_uleb(r);
+  }
+  uint64_t count = rd_uleb(r);
+  if (r->bad || count > (uint64_t)(r->end - r->p)) return -1; /* every entry takes >= 1 byte */
+  *paths = calloc(count ? count : 1, sizeof **paths);
+  *dirs = calloc(count ? count : 1, sizeof **dirs);
+  if (!*paths || !*dirs) return -1;
+  for (uint64_t e = 0; e < count && !r->bad; e++) {
+    for (unsigned i = 0; i < nfmt && !r->bad; i++) {
+      const char *str;
+      uint64_t num;
+      rd_form(r, fmt[2 * i + 1], ls, &str, &num);
+      if (fmt[2 * i] == DW_LNCT_path) (*paths)[e] = str;
+      else if (fmt[2 * i] == DW_LNCT_directory_index) (*dirs)[e] = num;
     }
-    if (dwarf_lineendsequence(lines[i], &end, &err) != DW_DLV_OK) drop_err(dbg, &err);
-    if (end && i + 1 < n) {
-      /* libdwarf 20210528 also flags rows that merely carry DW_LNS_set_epilogue_begin (clang
-       * emits one per function) as end_sequence; a real end row never has it set. */
-      Dwarf_Bool pe = 0, eb = 0;
-      Dwarf_Unsigned isa = 0, disc = 0;
-      if (dwarf_prologue_end_etc(lines[i], &pe, &eb, &isa, &disc, &err) != DW_DLV_OK)
-        drop_err(dbg, &err);
-      else if (eb)
-        end = 0;
+  }
+  return r->bad ? -1 : (long)count;
+}
+
+/* Fills cu->files from the header's tables; r sits just past standard_opcode_lengths. */
+static void read_file_table(line_rd *r, unsigned version, const line_strs *ls,
+                            const char *comp_dir, sym_cu *cu) {
+  const char **dpaths = NULL, **fpaths = NULL;
+  uint64_t *ddirs = NULL, *fdirs = NULL;
+  long ndirs = 0, nfiles = 0;
+  if (version >= 5) {
+    ndirs = rd_v5_table(r, ls, &dpaths, &ddirs);
+    if (ndirs >= 0) nfiles = rd_v5_table(r, ls, &fpaths, &fdirs);
+    /* DWARF 5 lists the compilation directory itself as directory 0 */
+    if (ndirs > 0 && dpaths[0] && (!comp_dir || !comp_dir[0])) comp_dir = dpaths[0];
+  } else {
+    /* DWARF 2-4: NUL-terminated lists ended by an empty string; directory 0 (implicit) is
+     * the compilation directory, so table entry i is directory i + 1. */
+    size_t cap = 0;
+    for (;;) {
+      const char *d = rd_cstr(r);
+      if (!d || !d[0]) break;
+      if ((size_t)ndirs == cap) {
+        cap = cap ? cap * 2 : 16;
+        const char **nd = realloc(dpaths, cap * sizeof *nd);
+        if (!nd) break;
+        dpaths = nd;
+      }
+      dpaths[ndirs++] = d;
     }
-    if (in_seq && addr < cu->rows[cu->nrows - 1].addr) {
-      /* Addresses never go backwards inside a valid sequence: drop the broken one. */
-      cu->nrows = seq_first;
-      in_seq = 0;
-      if (end) continue;
+    cap = 0;
+    for (;;) {
+      const char *f = rd_cstr(r);
+      if (!f || !f[0]) break;
+      uint64_t dir = rd_uleb(r);
+      rd_uleb(r), rd_uleb(r); /* mtime, length */
+      if (r->bad) break;
+      if ((size_t)nfiles == cap) {
+        cap = cap ? cap * 2 : 16;
+        const char **nf = realloc(fpaths, cap * sizeof *nf);
+        uint64_t *ndr = realloc(fdirs, cap * sizeof *ndr);
+        if (nf) fpaths = nf;
+        if (ndr) fdirs = ndr;
+        if (!nf || !ndr) break;
+      }
+      fpaths[nfiles] = f;
+      fdirs[nfiles] = dir;
+      nfiles++;
     }
-    if (end) {
-      if (in_seq && addr > seq_lo &&
-          ivl_add(&cu->seqs, seq_lo, addr, (uint32_t)cu->nseq, 0) == 0) {
-        cu->seq[cu->nseq].first = seq_first;
+  }
+  if (nfiles > 0 && (cu->files = calloc((size_t)nfiles, sizeof *cu->files)) != NULL) {
+    cu->nfiles = (size_t)nfiles;
+    cu->file_base = version >= 5 ? 0 : 1;
+    for (long i = 0; i < nfiles; i++) {
+      uint64_t d = fdirs[i];
+      const char *dir = NULL;
+      if (version >= 5) dir = d < (uint64_t)ndirs ? dpaths[d] : NULL;
+      else if (d > 0) dir = d <= (uint64_t)ndirs ? dpaths[d - 1] : NULL;
+      cu->files[i] = join_file(comp_dir, dir, fpaths[i]);
+    }
+  }
+  free(dpaths);
+  free(ddirs);
+  free(fpaths);
+  free(fdirs);
+}
+
+typedef struct row_sink {
+  sym_cu *cu;
+  size_t cap;
+  size_t seq_first;
+  uint64_t seq_lo;
+  int in_seq;
+} row_sink;
+
+static void sink_row(row_sink *k, uint64_t addr, uint64_t file, uint64_t line, uint64_t col,
+                     int end) {
+  sym_cu *cu = k->cu;
+  if (k->in_seq && addr < cu->rows[cu->nrows - 1].addr) {
+    /* Addresses never go backwards inside a valid sequence: drop the broken one. */
+    cu->nrows = k->seq_first;
+    k->in_seq = 0;
+    if (end) return;
+  }
+  if (end) {
+    if (k->in_seq && addr > k->seq_lo) {
+      if (cu->nseq == k->cap) return; /* cap grows with rows, see below */
+      if (ivl_add(&cu->seqs, k->seq_lo, addr, (uint32_t)cu->nseq, 0) == 0) {
+        cu->seq[cu->nseq].first = k->seq_first;
         cu->seq[cu->nseq].end = cu->nrows;
         cu->nseq++;
       }
-      in_seq = 0;
+    }
+    k->in_seq = 0;
+    return;
+  }
+  if (cu->nrows == k->cap) {
+    size_t ncap = k->cap ? k->cap * 2 : 256;
+    sym_row *nr = realloc(cu->rows, ncap * sizeof *nr);
+    if (!nr) return;
+    cu->rows = nr;
+    struct sym_seq *ns = realloc(cu->seq, ncap * sizeof *ns);
+    if (!ns) return;
+    cu->seq = ns;
+    k->cap = ncap;
+  }
+  if (!k->in_seq) {
+    k->in_seq = 1;
+    k->seq_first = cu->nrows;
+    k->seq_lo = addr;
+  }
+  sym_row *r = &cu->rows[cu->nrows++];
+  r->addr = addr;
+  r->line = line > UINT32_MAX ? 0 : (uint32_t)line;
+  r->column = col > UINT32_MAX ? 0 : (uint32_t)col;
+  r->file = file > UINT32_MAX ? UINT32_MAX : (uint32_t)file;
+}
+
+/* Reads the line table at off (DWARF 2-5, 32/64-bit): its file table into cu->files, then the
+ * line-number program into cu->rows / cu->seqs. */
+static void decode_lines(const sym_module *m, uint64_t off, const char *comp_dir, sym_cu *cu) {
+  const unsigned char *sec = m->line_sec.p;
+  size_t len = m->line_sec.n;
+  if (!sec || off >= len) return;
+  line_rd r = {sec + off, sec + len, 0};
+  uint64_t unit_len = rd_fixed(&r, 4);
+  unsigned offsz = 4;
+  if (unit_len == 0xffffffffu) {
+    unit_len = rd_fixed(&r, 8);
+    offsz = 8;
+  }
+  if (r.bad || unit_len > (uint64_t)(r.end - r.p)) return;
+  r.end = r.p + unit_len;
+  unsigned version = (unsigned)rd_fixed(&r, 2);
+  if (version < 2 || version > 5) return;
+  if (version >= 5) rd_fixed(&r, 2); /* address_size, segment_selector_size */
+  uint64_t hdr_len = rd_fixed(&r, offsz);
+  if (r.bad || hdr_len > (uint64_t)(r.end - r.p)) return;
+  const unsigned char *prog = r.p + hdr_len;
+  unsigned min_inst = (unsigned)rd_fixed(&r, 1);
+  unsigned max_ops = version >= 4 ? (unsigned)rd_fixed(&r, 1) : 1;
+  int default_stmt = (int)rd_fixed(&r, 1);
+  int line_base = (int)(signed char)rd_fixed(&r, 1);
+  unsigned line_range = (unsigned)rd_fixed(&r, 1);
+  unsigned opcode_base = (unsigned)rd_fixed(&r, 1);
+  if (r.bad || !line_range || !opcode_base || (size_t)(prog - r.p) < opcode_base - 1) return;
+  const unsigned char *std_lens = r.p;
+  (void)default_stmt;
+  if (!max_ops) max_ops = 1;
+  line_rd hdr = {r.p + opcode_base - 1, prog, 0};
+  line_strs ls = {&m->line_str_sec, &m->str_sec, offsz};
+  read_file_table(&hdr, version, &ls, comp_dir, cu);
+  r.p = prog;
+
+  row_sink k = {cu, 0, 0, 0, 0};
+  uint64_t addr = 0, file = 1, line = 1, col = 0, op_index = 0;
+  while (!r.bad && r.p < r.end) {
+    unsigned op = *r.p++;
+    uint64_t adv = 0;
+    if (op >= opcode_base) {
+      unsigned adj = op - opcode_base;
+      adv = adj / line_range;
+      line += (int64_t)line_base + (int64_t)(adj % line_range);
+      addr += min_inst * ((op_index + adv) / max_ops);
+      op_index = (op_index + adv) % max_ops;
+      sink_row(&k, addr, file, line, col, 0);
       continue;
     }
-    if (dwarf_lineno(lines[i], &lineno, &err) != DW_DLV_OK) drop_err(dbg, &err);
-    if (dwarf_lineoff_b(lines[i], &col, &err) != DW_DLV_OK) drop_err(dbg, &err);
-    if (dwarf_line_srcfileno(lines[i], &file, &err) != DW_DLV_OK) drop_err(dbg, &err);
-    if (!in_seq) {
-      in_seq = 1;
-      seq_first = cu->nrows;
-      seq_lo = addr;
+    switch (op) {
+    case 0: { /* extended */
+      uint64_t elen = rd_uleb(&r);
+      if (r.bad || elen == 0 || elen > (uint64_t)(r.end - r.p)) {
+        r.bad = 1;
+        break;
+      }
+      const unsigned char *next = r.p + elen;
+      unsigned sub = *r.p++;
+      if (sub == DW_LNE_end_sequence) {
+        sink_row(&k, addr, file, line, col, 1);
+        addr = 0, file = 1, line = 1, col = 0, op_index = 0;
+      } else if (sub == DW_LNE_set_address) {
+        unsigned asz = (unsigned)(elen - 1);
+        if (asz == 4 || asz == 8) addr = rd_fixed(&r, asz);
+        op_index = 0;
+      }
+      r.p = next; /* define_file, set_discriminator, vendor ops: skipped */
+      break;
     }
-    sym_row *r = &cu->rows[cu->nrows++];
-    r->addr = addr;
-    r->line = lineno > UINT32_MAX ? 0 : (uint32_t)lineno;
-    r->column = col > UINT32_MAX ? 0 : (uint32_t)col;
-    r->file = file > UINT32_MAX ? UINT32_MAX : (uint32_t)file;
+    case DW_LNS_copy:
+      sink_row(&k, addr, file, line, col, 0);
+      break;
+    case DW_LNS_advance_pc:
+      adv = rd_uleb(&r);
+      addr += min_inst * ((op_index + adv) / max_ops);
+      op_index = (op_index + adv) % max_ops;
+      break;
+    case DW_LNS_advance_line:
+      line += (uint64_t)rd_sleb(&r);
+      break;
+    case DW_LNS_set_file:
+      file = rd_uleb(&r);
+      break;
+    case DW_LNS_set_column:
+      col = rd_uleb(&r);
+      break;
+    case DW_LNS_negate_stmt:
+    case DW_LNS_set_basic_block:
+    case DW_LNS_set_prologue_end:
+    case DW_LNS_set_epilogue_begin:
+      break;
+    case DW_LNS_const_add_pc:
+      adv = (255 - opcode_base) / line_range;
+      addr += min_inst * ((op_index + adv) / max_ops);
+      op_index = (op_index + adv) % max_ops;
+      break;
+    case DW_LNS_fixed_advance_pc:
+      addr += rd_fixed(&r, 2);
+      op_index = 0;
+      break;
+    default: /* DW_LNS_set_isa and unknown standard opcodes: skip their ULEB operands */
+      for (unsigned i = 0; i < std_lens[op - 1] && !r.bad; i++) rd_uleb(&r);
+      break;
+    }
   }
-  dwarf_srclines_dealloc_b(ctx);
   ivl_finish(&cu->seqs);
 }
 
-/* Collects subprogram ranges; descends into C++ scopes so namespaced functions are found. */
+/* DW_AT_stmt_list and DW_AT_comp_dir come from the CU DIE via libdwarf; the table itself is
+ * read by decode_lines. */
+static void load_lines(sym_module *m, Dwarf_Die cudie, sym_cu *cu) {
+  Dwarf_Debug dbg = m->dbg;
+  Dwarf_Error err = NULL;
+  Dwarf_Attribute a = NULL;
+  if (dwarf_attr(cudie, DW_AT_stmt_list, &a, &err) != DW_DLV_OK) {
+    drop_err(dbg, &err);
+    return;
+  }
+  Dwarf_Off off = 0;
+  int ok = dwarf_global_formref(a, &off, &err) == DW_DLV_OK;
+  if (!ok) {
+    drop_err(dbg, &err);
+    Dwarf_Unsigned u = 0;
+    ok = dwarf_formudata(a, &u, &err) == DW_DLV_OK;
+    if (ok) off = u;
+    else drop_err(dbg, &err);
+  }
+  dwarf_dealloc_attribute(a);
+  if (!ok) return;
+  char *comp_dir = NULL;
+  if (dwarf_die_text(cudie, DW_AT_comp_dir, &comp_dir, &err) != DW_DLV_OK) {
+    drop_err(dbg, &err);
+    comp_dir = NULL;
+  }
+  decode_lines(m, off, comp_dir, cu);
+}
+
+/* Collects subprogram ranges. Definitions with code sit at CU or namespace level (C++ member
+ * functions too, via DW_AT_specification), so type subtrees are not entered. */
 static void collect_subs(Dwarf_Debug dbg, Dwarf_Die parent, sym_cu *cu, size_t *cap, int depth) {
   if (depth > SYM_MAX_NEST) return;
   Dwarf_Die child = first_child(dbg, parent);
@@ -931,9 +1287,7 @@ static void collect_subs(Dwarf_Debug dbg, Dwarf_Die parent, sym_cu *cu, size_t *
         if (die_ranges(dbg, child, cu->version, cu->base, add_cb, &ac) > 0)
           cu->sub_offs[cu->nsubs++] = die_offset(dbg, child);
       }
-    } else if (tag == DW_TAG_namespace || tag == DW_TAG_class_type ||
-               tag == DW_TAG_structure_type || tag == DW_TAG_union_type ||
-               tag == DW_TAG_module) {
+    } else if (tag == DW_TAG_namespace || tag == DW_TAG_module) {
       collect_subs(dbg, child, cu, cap, depth + 1);
     }
     child = next_sibling(dbg, child);
@@ -946,7 +1300,7 @@ static sym_cu *load_cu(sym_module *m, size_t i) {
   cu->loaded = -1;
   Dwarf_Die cudie = die_at(m->dbg, cu->die_off);
   if (!cudie) return NULL;
-  load_lines(m->dbg, cudie, cu);
+  load_lines(m, cudie, cu);
   size_t cap = 0;
   collect_subs(m->dbg, cudie, cu, &cap, 0);
   ivl_finish(&cu->subs);
@@ -1037,6 +1391,9 @@ static void free_module(sym_module *m) {
   for (size_t i = 0; i < m->nvars; i++) free(m->vars[i].name);
   free(m->vars);
   ivl_free(&m->var_ix);
+  free(m->line_sec.p);
+  free(m->line_str_sec.p);
+  free(m->str_sec.p);
   if (m->dbg) {
     Dwarf_Error err = NULL;
     if (dwarf_finish(m->dbg, &err) != DW_DLV_OK && err) dwarf_dealloc_error(NULL, err);
@@ -1068,7 +1425,7 @@ static sym_module *open_module(const char *path) {
   if (res == DW_DLV_OK) {
     /* libdwarf reads sections lazily, so vetting after init still precedes any parsing. */
     const char *dwarf_path = truepath[0] ? truepath : path;
-    if (dwarf_file_safe(dwarf_path)) {
+    if (prepare_dwarf_file(m, dwarf_path)) {
       m->dbg = dbg;
       if (strcmp(dwarf_path, path) != 0) read_elf(m, dwarf_path, 0);
       build_cu_index(m);
@@ -1439,8 +1796,7 @@ static void collect_vars(sym_module *m, Dwarf_Debug dbg, Dwarf_Die parent, const
     if (tag == DW_TAG_variable) {
       add_var(m, dbg, child, cu);
     } else if (tag == DW_TAG_subprogram || tag == DW_TAG_lexical_block ||
-               tag == DW_TAG_namespace || tag == DW_TAG_module ||
-               tag == DW_TAG_class_type || tag == DW_TAG_structure_type) {
+               tag == DW_TAG_namespace || tag == DW_TAG_module) {
       collect_vars(m, dbg, child, cu, nest + 1);
     }
     child = next_sibling(dbg, child);

@@ -9,6 +9,7 @@
  *     __ftsan_atomic_<pre|post>           around an atomic instruction, with a descriptor
  *     __ftsan_func_<entry|exit>           shadow call stack
  *     __ftsan_<C-API function name>       wrapper replacing a call to that C-API function
+ *     __ftsan_<allocator function name>   wrapper replacing a call to malloc & co.
  * - the PC of an access is the return address of the call into the runtime, so entry points
  *   never take a pc argument;
  * - every instrumented module calls __ftsan_init(FTSAN_ABI_VERSION) from a constructor. A
@@ -64,6 +65,22 @@
   X(PyThread_acquire_lock_timed, int, (void *lock, long long us, int intr), (lock, us, intr)) \
   X(PyThread_release_lock, void, (void *lock), (lock))
 
+/* The allocators whose calls from instrumented code the pass redirects to __ftsan_<name>, so
+ * that a race on a heap block can say where the block was allocated. Same X() shape. */
+#define FTSAN_ALLOC_WRAPPERS(X)                                                              \
+  X(malloc, void *, (size_t n), (n))                                                        \
+  X(calloc, void *, (size_t n, size_t size), (n, size))                                     \
+  X(realloc, void *, (void *p, size_t n), (p, n))                                           \
+  X(free, void, (void *p), (p))                                                             \
+  X(PyMem_Malloc, void *, (size_t n), (n))                                                  \
+  X(PyMem_Calloc, void *, (size_t n, size_t size), (n, size))                               \
+  X(PyMem_Realloc, void *, (void *p, size_t n), (p, n))                                     \
+  X(PyMem_Free, void, (void *p), (p))                                                       \
+  X(PyMem_RawMalloc, void *, (size_t n), (n))                                               \
+  X(PyMem_RawCalloc, void *, (size_t n, size_t size), (n, size))                            \
+  X(PyMem_RawRealloc, void *, (void *p, size_t n), (p, n))                                  \
+  X(PyMem_RawFree, void, (void *p), (p))
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -97,6 +114,7 @@ void __ftsan_func_exit(void);
 
 #define FTSAN__DECLARE_WRAPPER(name, ret, params, args) ret __ftsan_##name params;
 FTSAN_CAPI_WRAPPERS(FTSAN__DECLARE_WRAPPER)
+FTSAN_ALLOC_WRAPPERS(FTSAN__DECLARE_WRAPPER)
 #undef FTSAN__DECLARE_WRAPPER
 
 #ifdef __cplusplus

@@ -143,18 +143,20 @@ struct ftsan_rec_race {
   uint32_t mem_kind;        /* FTSAN_MEM_* */
   uint64_t addr;
   struct ftsan_race_access cur, prev;
-  uint64_t object_addr;     /* FTSAN_MEM_PYOBJECT: start of the object */
-  uint64_t object_size;     /* FTSAN_MEM_PYOBJECT: tp_basicsize */
+  uint64_t object_addr;     /* PYOBJECT: start of the object; HEAP: start of the block */
+  uint64_t object_size;     /* PYOBJECT: tp_basicsize; HEAP: size of the block */
   uint32_t type_name_len;   /* bytes of the type name including NUL, 0 if none */
+  uint32_t alloc_tid;       /* HEAP: thread that allocated the block */
+  uint32_t alloc_stack_len; /* HEAP: allocation stack (instrumented frames), 0 if unknown */
   uint32_t pad;
   /* uint64_t cur_stack[cur.stack_len]; uint64_t prev_stack[prev.stack_len];
-   * char type_name[type_name_len] */
+   * uint64_t alloc_stack[alloc_stack_len]; char type_name[type_name_len] */
 };
 enum ftsan_finding_kind { FTSAN_FINDING_DATA_RACE = 1 };
 enum ftsan_mem_kind {
   FTSAN_MEM_UNKNOWN = 0,    /* the CLI looks the address up in the module map (globals) */
   FTSAN_MEM_PYOBJECT = 1,   /* inside a Python object (type name recorded) */
-  FTSAN_MEM_HEAP = 2,       /* inside a malloc'd block */
+  FTSAN_MEM_HEAP = 2,       /* inside a block allocated by instrumented code (malloc, PyMem_*) */
 };
 
 /* FTSAN_REC_END: the runtime shut down cleanly. */

@@ -183,6 +183,7 @@ void FtsanInstrumentPass::initialize(Module &M) {
   FuncExit = M.getOrInsertFunction("__ftsan_func_exit", Attr, VoidTy);
 #define FTSAN__WRAPPED_NAME(name, ret, params, args) Wrapped.insert(#name);
   FTSAN_CAPI_WRAPPERS(FTSAN__WRAPPED_NAME)
+  FTSAN_ALLOC_WRAPPERS(FTSAN__WRAPPED_NAME)
 #undef FTSAN__WRAPPED_NAME
 }
 

@@ -14,6 +14,7 @@
 #include "elf_lookup.h"
 #include "patch.h"
 #include "rt_clock.h"
+#include "rt_heap.h"
 #include "rt_shadow.h"
 
 #define PY_LOCK_ACQUIRED 1
@@ -47,8 +48,10 @@ static int hook_mutex_try_unlock(void *m) {
 }
 
 static void hook_mi_free(void *p) {
-  if (p && ftsan__enabled && mi_usable_size_fn)
+  if (p && ftsan__enabled && mi_usable_size_fn) {
+    ftsan__heap_forget((uintptr_t)p);
     ftsan__shadow_clear((uintptr_t)p, mi_usable_size_fn(p));
+  }
   orig_mi_free(p);
 }
 

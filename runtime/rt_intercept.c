@@ -7,6 +7,7 @@
  * synchronization too (docs/cpython-facts.md). */
 #define _GNU_SOURCE 1
 #include "rt_clock.h"
+#include "rt_heap.h"
 #include "rt_shadow.h"
 
 #include <dlfcn.h>
@@ -220,12 +221,16 @@ FTSAN_EXPORT int sem_destroy(sem_t *s) {
 
 /* ---- heap: a freed block's accesses are forgotten ---------------------------------------- */
 FTSAN_EXPORT void free(void *p) {
-  if (p && ftsan__enabled) ftsan__shadow_clear((uintptr_t)p, malloc_usable_size(p));
+  if (p && ftsan__enabled) {
+    ftsan__heap_forget((uintptr_t)p);
+    ftsan__shadow_clear((uintptr_t)p, malloc_usable_size(p));
+  }
   __libc_free(p);
 }
 
 FTSAN_EXPORT void *realloc(void *p, size_t n) {
   size_t old = (p && ftsan__enabled) ? malloc_usable_size(p) : 0;
+  if (old) ftsan__heap_forget((uintptr_t)p);
   void *q = __libc_realloc(p, n);
   /* Moved: the old block is free. Shrunk in place: its tail is. */
   if (old && q && q != p) ftsan__shadow_clear((uintptr_t)p, old);

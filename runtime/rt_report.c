@@ -2,6 +2,7 @@
  * unwound, the previous one rebuilt from its thread's history), what the memory is, and the
  * RACE record in the trace. */
 #define _GNU_SOURCE 1
+#include "rt_heap.h"
 #include "rt_race.h"
 
 #include <dlfcn.h>
@@ -125,11 +126,20 @@ FTSAN_NOINLINE __attribute__((cold)) void ftsan__report_race(ftsan_thread *t, ui
   uintptr_t obj = 0;
   uint64_t obj_size = 0;
   uint32_t mem_kind = FTSAN_MEM_UNKNOWN;
-  if (find_pyobject(addr, &obj, &obj_size, type_name, sizeof type_name)) mem_kind = FTSAN_MEM_PYOBJECT;
+  ftsan_heap_block blk;
+  uint32_t nalloc = 0;
+  if (ftsan__heap_find(addr, &blk)) {
+    mem_kind = FTSAN_MEM_HEAP;
+    obj = blk.addr;
+    obj_size = blk.size;
+    nalloc = blk.nstack;
+  } else if (find_pyobject(addr, &obj, &obj_size, type_name, sizeof type_name)) {
+    mem_kind = FTSAN_MEM_PYOBJECT;
+  }
 
   size_t name_len = type_name[0] ? strlen(type_name) + 1 : 0;
-  uint32_t size = (uint32_t)((sizeof(struct ftsan_rec_race) + 8u * (ncur + nprev) + name_len + 7) & ~7u);
-  char buf[sizeof(struct ftsan_rec_race) + 8 * 2 * MAX_STACK + 128 + 8];
+  uint32_t size = (uint32_t)((sizeof(struct ftsan_rec_race) + 8u * (ncur + nprev + nalloc) + name_len + 7) & ~7u);
+  char buf[sizeof(struct ftsan_rec_race) + 8 * (2 * MAX_STACK + FTSAN_HEAP_STACK) + 128 + 8];
   memset(buf, 0, size);
   struct ftsan_rec_race *r = (struct ftsan_rec_race *)buf;
   r->h.kind = FTSAN_REC_RACE;
@@ -145,9 +155,12 @@ FTSAN_NOINLINE __attribute__((cold)) void ftsan__report_race(ftsan_thread *t, ui
   r->object_addr = obj;
   r->object_size = obj_size;
   r->type_name_len = (uint32_t)name_len;
+  r->alloc_tid = mem_kind == FTSAN_MEM_HEAP ? blk.tid : 0;
+  r->alloc_stack_len = nalloc;
   memcpy(buf + sizeof *r, cur_stack, 8u * ncur);
   memcpy(buf + sizeof *r + 8u * ncur, prev_stack, 8u * nprev);
-  memcpy(buf + sizeof *r + 8u * (ncur + nprev), type_name, name_len);
+  if (nalloc) memcpy(buf + sizeof *r + 8u * (ncur + nprev), blk.stack, 8u * nalloc);
+  memcpy(buf + sizeof *r + 8u * (ncur + nprev + nalloc), type_name, name_len);
   ftsan__trace_write(buf, size);
   uint32_t nth = __atomic_add_fetch(&nfindings, 1, __ATOMIC_RELAXED);
   if (ftsan__opt.report_to_stderr && nth == 11)
