@@ -29,7 +29,7 @@ static void run_usage(FILE *f) {
           "  --options OPTS  runtime options, as in FTSAN_OPTIONS (name=value:name=value)\n"
           "  --exitcode N    exit status when findings exist (default 66; 0 keeps COMMAND's)\n"
           "  --suppressions FILE  race:/race_top: patterns of findings not to count\n"
-          "  -q, --quiet     no summary on stderr\n");
+          "  -q, --quiet     no summary and no per-race lines on stderr\n");
 }
 
 static int mkdir_p(const char *dir) {
@@ -145,6 +145,13 @@ int cmd_run(int argc, char **argv) {
     setenv("LD_PRELOAD", preload, 1);
     setenv("FTSAN_OUT", outabs, 1);
     if (options) setenv("FTSAN_OPTIONS", options, 1);
+    if (quiet) {
+      /* -q also silences the runtime's per-race lines; later options win. */
+      const char *o = getenv("FTSAN_OPTIONS");
+      char *q = NULL;
+      if (asprintf(&q, "%s%sreport_to_stderr=0", o && *o ? o : "", o && *o ? ":" : "") >= 0)
+        setenv("FTSAN_OPTIONS", q, 1);
+    }
     execvp(argv[i], argv + i);
     fprintf(stderr, "ftsan: run: cannot execute %s: %s\n", argv[i], strerror(errno));
     _exit(127);

@@ -97,7 +97,7 @@ class ReportDetails(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.work = tempdir()
-        for case in ("static_counter", "type_fields"):
+        for case in ("static_counter", "type_fields", "malloc_reuse"):
             build_extension(os.path.join(RACES, case, "%s_buggy.c" % case), cls.work)
 
     @classmethod
@@ -145,6 +145,21 @@ class ReportDetails(unittest.TestCase):
             self.assertEqual(loc["type"], "type_fields_buggy.Accum")
             self.assertGreaterEqual(loc["offset"], 32)  # past the PyObject header
             self.assertLess(loc["offset"], loc["basicsize"])
+
+    def test_heap_block_is_described_with_its_allocation_stack(self):
+        heap = None
+        for i in range(5):  # the race on the block itself needs the two threads to meet
+            r, out = self.run_buggy("malloc_reuse", "heap%d" % i)
+            self.assertEqual(r.returncode, 66, r.stderr)
+            locs = [f["location"] for f in report_json(out)["findings"] if f["location"]["kind"] == "heap"]
+            if locs:
+                heap = locs[0]
+                break
+        self.assertIsNotNone(heap, "no race on the heap block in 5 runs")
+        self.assertEqual(heap["size"], 8)
+        self.assertEqual(heap["offset"], 0)
+        self.assertEqual(heap["allocated_at"][0]["function"], "give")
+        self.assertEqual(heap["allocated_at"][0]["line"], 25)  # the malloc call
 
     def test_text_report_reads_like_tsan(self):
         r, out = self.run_buggy("static_counter", "text")
