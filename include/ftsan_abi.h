@@ -8,6 +8,7 @@
  *     __ftsan_<read|write>_range          plain access of any other size or a mem* intrinsic
  *     __ftsan_atomic_<pre|post>           around an atomic instruction, with a descriptor
  *     __ftsan_func_<entry|exit>           shadow call stack
+ *     __ftsan_refcount                    a reference-count operation at its call site
  *     __ftsan_<C-API function name>       wrapper replacing a call to that C-API function
  *     __ftsan_<allocator function name>   wrapper replacing a call to malloc & co.
  * - the PC of an access is the return address of the call into the runtime, so entry points
@@ -107,6 +108,13 @@ void __ftsan_write_range(void *addr, size_t size);
 void __ftsan_atomic_pre(void *addr, uint32_t desc);
 void __ftsan_atomic_post(void *addr, uint32_t desc);
 void __ftsan_fence(uint32_t mo);
+
+/* A reference-count operation on op, called just before it (Py_INCREF, Py_XINCREF,
+ * Py_NewRef, Py_XNewRef: FTSAN_RC_INCREF; Py_DECREF, Py_XDECREF, and so Py_CLEAR and
+ * Py_SETREF: FTSAN_RC_DECREF). op may be NULL for the X variants. */
+#define FTSAN_RC_INCREF 0u
+#define FTSAN_RC_DECREF 1u
+void __ftsan_refcount(void *op, uint32_t kind);
 
 /* caller_pc is the function's return address: the call site in its caller. */
 void __ftsan_func_entry(void *caller_pc);

@@ -48,6 +48,10 @@ enum ftsan_rec_kind {
   FTSAN_REC_WARNING = 5,  /* struct ftsan_rec_warning + message */
   FTSAN_REC_RACE = 6,     /* struct ftsan_rec_race + stacks (see below) */
   FTSAN_REC_END = 7,      /* struct ftsan_rec_end: clean end of the trace */
+  FTSAN_REC_REFCOUNT = 8, /* struct ftsan_rec_refcount + entries: refcount traffic */
+  FTSAN_REC_LOCK = 9,     /* struct ftsan_rec_lock + entries: lock contention */
+  FTSAN_REC_TYPE = 10,    /* struct ftsan_rec_type + name: a type object's name */
+  FTSAN_REC_PYSITE = 11,  /* struct ftsan_rec_pysite + file + function: a Python line */
 };
 
 /* FTSAN_REC_PROCESS: once, right after the header. */
@@ -157,6 +161,80 @@ enum ftsan_mem_kind {
   FTSAN_MEM_UNKNOWN = 0,    /* the CLI looks the address up in the module map (globals) */
   FTSAN_MEM_PYOBJECT = 1,   /* inside a Python object (type name recorded) */
   FTSAN_MEM_HEAP = 2,       /* inside a block allocated by instrumented code (malloc, PyMem_*) */
+};
+
+/* FTSAN_REC_REFCOUNT: reference-count operations of one thread, counted per object, site
+ * and class (when the thread ended). The site is a return address in instrumented code, or,
+ * with FTSAN_RCF_PYSITE, the id of a PYSITE record (interpreter-side operations, attributed
+ * to the Python line that was running). */
+struct ftsan_rec_refcount {
+  struct ftsan_rec_header h;
+  uint32_t tid;
+  uint32_t count;
+  uint64_t dropped;         /* events not counted (table full) */
+  /* struct ftsan_refcount_entry entries[count] */
+};
+struct ftsan_refcount_entry {
+  uint64_t object;
+  uint64_t type;            /* the object's type object; its name is in a TYPE record */
+  uint64_t site;
+  uint32_t flags;           /* FTSAN_RCF_* */
+  uint32_t pad;
+  uint64_t count;
+};
+#define FTSAN_RCF_DECREF   0x001u /* decref (else incref) */
+#define FTSAN_RCF_OWNER    0x002u /* by the owning thread: a plain local update */
+#define FTSAN_RCF_SHARED   0x004u /* by another thread: an atomic on ob_ref_shared */
+#define FTSAN_RCF_IMMORTAL 0x008u /* immortal: no refcount write at all */
+#define FTSAN_RCF_DEFERRED 0x010u /* the object uses deferred reference counting */
+#define FTSAN_RCF_QUEUED   0x020u /* queued to its owner for a merge */
+#define FTSAN_RCF_MERGED   0x040u /* local and shared counts merged: owned by nobody */
+#define FTSAN_RCF_PYSITE   0x080u /* site is a PYSITE id */
+#define FTSAN_RCF_INTERP   0x100u /* seen in the interpreter (_Py_DecRefShared) */
+
+/* FTSAN_REC_LOCK: contended lock acquisitions of one thread, per lock and site. */
+struct ftsan_rec_lock {
+  struct ftsan_rec_header h;
+  uint32_t tid;
+  uint32_t count;
+  uint64_t dropped;
+  /* struct ftsan_lock_entry entries[count] */
+};
+struct ftsan_lock_entry {
+  uint64_t lock;            /* address of the mutex */
+  uint64_t object;          /* the Python object whose ob_mutex it is, or 0 */
+  uint64_t type;            /* that object's type, or 0 */
+  uint64_t site;            /* return address, or PYSITE id with FTSAN_LKF_PYSITE */
+  uint32_t flags;           /* FTSAN_LKF_* */
+  uint32_t pad;
+  uint64_t waits;           /* acquisitions that had to wait */
+  uint64_t wait_ns;         /* total time waited */
+  uint64_t max_wait_ns;
+};
+#define FTSAN_LKF_CRITICAL_SECTION 0x01u
+#define FTSAN_LKF_PYMUTEX 0x02u
+#define FTSAN_LKF_PTHREAD 0x04u
+#define FTSAN_LKF_THREADING_LOCK 0x08u
+#define FTSAN_LKF_PYSITE 0x80u
+
+/* FTSAN_REC_TYPE: the name of a type object seen in REFCOUNT or LOCK entries. */
+struct ftsan_rec_type {
+  struct ftsan_rec_header h;
+  uint64_t type;
+  uint32_t flags;           /* 1: a static (non-heap) type */
+  uint32_t name_len;
+  /* char name[name_len] */
+};
+
+/* FTSAN_REC_PYSITE: a Python source line, named by an id that REFCOUNT/LOCK entries use. */
+struct ftsan_rec_pysite {
+  struct ftsan_rec_header h;
+  uint64_t id;
+  uint32_t line;
+  uint32_t file_len;
+  uint32_t func_len;
+  uint32_t pad;
+  /* char file[file_len]; char func[func_len] (qualified name) */
 };
 
 /* FTSAN_REC_END: the runtime shut down cleanly. */

@@ -71,6 +71,17 @@ bool isRefcountHelper(StringRef Name) {
 }
 
 // ---------------------------------------------------------------------------------------
+// The refcount operations whose call sites report an event to the runtime (contention
+// analysis), with the kind of operation. The X variants and Py_NewRef call Py_INCREF or
+// Py_DECREF from inside; counting their call sites counts each operation once.
+int refcountEventKind(StringRef Name) {
+  if (Name == "Py_INCREF" || Name == "Py_XINCREF" || Name == "_Py_NewRef" || Name == "_Py_XNewRef")
+    return FTSAN_RC_INCREF;
+  if (Name == "Py_DECREF" || Name == "Py_XDECREF")
+    return FTSAN_RC_DECREF;
+  return -1;
+}
+
 void inlineLocalCallees(Function &F) {
   for (int Round = 0; Round < 8; Round++) {
     SmallVector<CallBase *, 8> Calls;
@@ -92,7 +103,7 @@ struct FtsanMarkPass : PassInfoMixin<FtsanMarkPass> {
   PreservedAnalyses run(Module &M, ModuleAnalysisManager &) {
     LLVMContext &Ctx = M.getContext();
     MDNode *Tag = MDNode::get(Ctx, {});
-    bool Changed = false;
+    bool Changed = insertRefcountEvents(M);
     for (Function &F : M) {
       if (F.isDeclaration() || !isRefcountHelper(F.getName()))
         continue;
@@ -110,6 +121,43 @@ struct FtsanMarkPass : PassInfoMixin<FtsanMarkPass> {
     return Changed ? PreservedAnalyses::none() : PreservedAnalyses::all();
   }
   static bool isRequired() { return true; }
+
+private:
+  // Before inlining, a call to a refcount helper is still a call: the event goes right
+  // before it, in the caller, so its PC names the caller's line at every -O level. The
+  // object is the helper's last pointer argument (the debug builds' Py_DECREF takes
+  // filename and line first).
+  bool insertRefcountEvents(Module &M) {
+    LLVMContext &Ctx = M.getContext();
+    FunctionCallee Event = M.getOrInsertFunction(
+        "__ftsan_refcount", AttributeList().addFnAttribute(Ctx, Attribute::NoUnwind),
+        Type::getVoidTy(Ctx), PointerType::get(Ctx, 0), Type::getInt32Ty(Ctx));
+    bool Changed = false;
+    for (Function &F : M) {
+      if (F.isDeclaration() || isRefcountHelper(F.getName()) || F.getName().starts_with("__ftsan"))
+        continue;
+      SmallVector<std::pair<CallBase *, int>, 8> Sites;
+      for (Instruction &I : instructions(F))
+        if (auto *CB = dyn_cast<CallBase>(&I))
+          if (Function *Callee = CB->getCalledFunction()) {
+            int Kind = refcountEventKind(Callee->getName());
+            if (Kind >= 0 && CB->arg_size() > 0)
+              Sites.push_back({CB, Kind});
+          }
+      for (auto [CB, Kind] : Sites) {
+        Value *Op = nullptr;
+        for (unsigned A = CB->arg_size(); A > 0 && !Op; A--)
+          if (CB->getArgOperand(A - 1)->getType()->isPointerTy())
+            Op = CB->getArgOperand(A - 1);
+        if (!Op)
+          continue;
+        IRBuilder<> B(CB);
+        B.CreateCall(Event, {Op, B.getInt32(Kind)});
+        Changed = true;
+      }
+    }
+    return Changed;
+  }
 };
 
 // ---------------------------------------------------------------------------------------

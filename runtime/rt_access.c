@@ -9,7 +9,7 @@
  * branch. */
 FTSAN_ALWAYS_INLINE void access(uint64_t pc, uintptr_t addr, size_t size, int is_write,
                                 int is_atomic) {
-  if (FTSAN_UNLIKELY(!ftsan__enabled)) return;
+  if (FTSAN_UNLIKELY(!ftsan__race_on)) return;
   ftsan_thread *t = ftsan__thread();
   if (FTSAN_UNLIKELY(t->ignore)) return;
   ftsan__stats_add(t, pc, is_atomic ? FTSAN_EV_ATOMIC : is_write ? FTSAN_EV_WRITE : FTSAN_EV_READ);
@@ -65,7 +65,7 @@ static int has_acquire(uint32_t mo) {
 /* Before an atomic instruction: record the access (atomics never race with each other, but
  * do with plain accesses) and publish release semantics at the address. */
 FTSAN_EXPORT void __ftsan_atomic_pre(void *addr, uint32_t desc) {
-  if (FTSAN_UNLIKELY(!ftsan__enabled)) return;
+  if (FTSAN_UNLIKELY(!ftsan__race_on)) return;
   ftsan_thread *t = ftsan__thread();
   if (FTSAN_UNLIKELY(t->ignore)) return;
   uint32_t op = FTSAN_ATOMIC_OP(desc), mo = FTSAN_ATOMIC_MO(desc);
@@ -75,7 +75,7 @@ FTSAN_EXPORT void __ftsan_atomic_pre(void *addr, uint32_t desc) {
 
 /* After an atomic instruction: take acquire semantics at the address. */
 FTSAN_EXPORT void __ftsan_atomic_post(void *addr, uint32_t desc) {
-  if (FTSAN_UNLIKELY(!ftsan__enabled)) return;
+  if (FTSAN_UNLIKELY(!ftsan__race_on)) return;
   ftsan_thread *t = ftsan__thread();
   if (FTSAN_UNLIKELY(t->ignore)) return;
   uint32_t op = FTSAN_ATOMIC_OP(desc), mo = FTSAN_ATOMIC_MO(desc);
@@ -87,7 +87,7 @@ FTSAN_EXPORT void __ftsan_atomic_post(void *addr, uint32_t desc) {
 FTSAN_EXPORT void __ftsan_fence(uint32_t mo) { (void)mo; }
 
 FTSAN_EXPORT void __ftsan_func_entry(void *caller_pc) {
-  if (FTSAN_UNLIKELY(!ftsan__enabled)) return;
+  if (FTSAN_UNLIKELY(!ftsan__race_on)) return;
   ftsan_thread *t = ftsan__thread();
   uint64_t pc = (uint64_t)(uintptr_t)caller_pc;
   ftsan__history_add(t, (pc & FTSAN_EV_PC_MASK) | (FTSAN_EV_TYPE_ENTRY << 62));
@@ -98,7 +98,7 @@ FTSAN_EXPORT void __ftsan_func_entry(void *caller_pc) {
 }
 
 FTSAN_EXPORT void __ftsan_func_exit(void) {
-  if (FTSAN_UNLIKELY(!ftsan__enabled)) return;
+  if (FTSAN_UNLIKELY(!ftsan__race_on)) return;
   ftsan_thread *t = ftsan__thread();
   ftsan__history_add(t, FTSAN_EV_TYPE_EXIT << 62);
   if (FTSAN_LIKELY(t->depth > 0)) t->depth--;

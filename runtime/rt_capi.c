@@ -14,6 +14,7 @@
  * acquire it meanwhile), which is why the suspension model may release early and often. */
 #define _GNU_SOURCE 1
 #include "rt_clock.h"
+#include "rt_contention.h"
 
 #include <dlfcn.h>
 
@@ -35,10 +36,14 @@ void ftsan__capi_init(void) {
 #undef RESOLVE
 }
 
+/* The thread to model happens-before for, or NULL (race detection off, runtime inside
+ * itself). Also remembers pc as the site of any lock wait the call is about to have. */
 static ftsan_thread *sync_thread(uint64_t pc) {
   if (!ftsan__enabled) return NULL;
   ftsan_thread *t = ftsan__thread();
   if (t->ignore) return NULL;
+  ftsan__contention_set_sync_site(pc);
+  if (!ftsan__race_on) return NULL;
   ftsan__stats_add(t, pc, FTSAN_EV_SYNC);
   return t;
 }
@@ -94,6 +99,7 @@ FTSAN_EXPORT void __ftsan_PyCriticalSection_Begin(void *cs, void *op) {
   ftsan_thread *t = sync_thread(CALLER_PC);
   if (t) suspend_held(t);
   real_PyCriticalSection_Begin(cs, op);
+  ftsan__contention_set_sync_site(0);
   begin_locked(t, op ? (uintptr_t)op + OB_MUTEX_OFFSET : 0);
 }
 
@@ -102,6 +108,7 @@ FTSAN_EXPORT void __ftsan_PyCriticalSection_BeginMutex(void *cs, void *m) {
   ftsan_thread *t = sync_thread(CALLER_PC);
   if (t) suspend_held(t);
   real_PyCriticalSection_BeginMutex(cs, m);
+  ftsan__contention_set_sync_site(0);
   begin_locked(t, (uintptr_t)m);
 }
 
@@ -110,6 +117,7 @@ FTSAN_EXPORT void __ftsan_PyCriticalSection2_Begin(void *cs, void *a, void *b) {
   ftsan_thread *t = sync_thread(CALLER_PC);
   if (t) suspend_held(t);
   real_PyCriticalSection2_Begin(cs, a, b);
+  ftsan__contention_set_sync_site(0);
   if (!t) return;
   resume_held(t);
   uintptr_t ma = a ? (uintptr_t)a + OB_MUTEX_OFFSET : 0, mb = b ? (uintptr_t)b + OB_MUTEX_OFFSET : 0;
@@ -124,6 +132,7 @@ FTSAN_EXPORT void __ftsan_PyCriticalSection2_BeginMutex(void *cs, void *m1, void
   ftsan_thread *t = sync_thread(CALLER_PC);
   if (t) suspend_held(t);
   real_PyCriticalSection2_BeginMutex(cs, m1, m2);
+  ftsan__contention_set_sync_site(0);
   if (!t) return;
   resume_held(t);
   if (m1) ftsan__acquire(t, (uintptr_t)m1);
@@ -163,6 +172,7 @@ FTSAN_EXPORT void __ftsan_PyMutex_Lock(void *m) {
   ftsan_thread *t = sync_thread(CALLER_PC);
   if (t) suspend_held(t); /* a contended lock parks and detaches */
   real_PyMutex_Lock(m);
+  ftsan__contention_set_sync_site(0);
   if (t) {
     resume_held(t);
     ftsan__acquire(t, (uintptr_t)m);

@@ -33,7 +33,7 @@ static bucket *bucket_of(uintptr_t p) {
 }
 
 static void remember(void *p, size_t n, uint64_t pc) {
-  if (!p || !ftsan__enabled) return;
+  if (!p || !ftsan__race_on) return;
   ftsan_thread *t = ftsan__thread();
   if (t->ignore) return;
   if (!buckets) {

@@ -14,6 +14,7 @@
 #include "elf_lookup.h"
 #include "patch.h"
 #include "rt_clock.h"
+#include "rt_contention.h"
 #include "rt_heap.h"
 #include "rt_shadow.h"
 
@@ -24,16 +25,28 @@ static int (*orig_mutex_try_unlock)(void *m);
 static void (*orig_mi_free)(void *p);
 static size_t (*mi_usable_size_fn)(const void *p);
 static void (*orig_cs_suspend_all)(void *tstate);
+static void (*orig_decref_shared)(void *op);
+static void (*orig_cs_begin_slow)(void *c, void *m);
+static void (*orig_cs2_begin_slow)(void *c, void *m1, void *m2, int m1_locked);
+static void (*orig_pymutex_lock)(void *m);
+static FTSAN_TLS int in_cs_slow; /* the PyMutex_Lock inside a critical section's slow path */
 static void (*orig_cs_resume)(void *tstate);
 
 static ftsan_thread *hook_thread(void) {
-  if (FTSAN_UNLIKELY(!ftsan__enabled)) return NULL;
+  if (FTSAN_UNLIKELY(!ftsan__race_on)) return NULL;
   ftsan_thread *t = ftsan__thread();
   return t->ignore ? NULL : t;
 }
 
+#define OB_MUTEX_OFFSET 10
+
 static int hook_mutex_lock_timed(void *m, long long timeout, int flags) {
+  /* threading.Lock: contended when the lock bit is already set as we arrive. */
+  uint64_t t0 = 0;
+  if (ftsan__contention_on && (__atomic_load_n((uint8_t *)m, __ATOMIC_RELAXED) & 1))
+    t0 = ftsan__contention_now();
   int rc = orig_mutex_lock_timed(m, timeout, flags);
+  if (t0) ftsan__contention_lock_wait((uintptr_t)m, 0, FTSAN_LKF_THREADING_LOCK, ftsan__contention_now() - t0);
   if (rc == PY_LOCK_ACQUIRED) {
     ftsan_thread *t = hook_thread();
     if (t) ftsan__acquire(t, (uintptr_t)m);
@@ -53,6 +66,52 @@ static void hook_mi_free(void *p) {
     ftsan__shadow_clear((uintptr_t)p, mi_usable_size_fn(p));
   }
   orig_mi_free(p);
+}
+
+static void hook_decref_shared(void *op) {
+  ftsan__contention_decref_shared(op, (uint64_t)(uintptr_t)__builtin_return_address(0));
+  orig_decref_shared(op);
+}
+
+/* The slow path of a critical section is entered only when the fast compare-and-swap failed:
+ * the object's mutex is held by another thread (or it must wait for it). */
+static void hook_cs_begin_slow(void *c, void *m) {
+  if (!ftsan__contention_on) {
+    orig_cs_begin_slow(c, m);
+    return;
+  }
+  uint64_t t0 = ftsan__contention_now();
+  in_cs_slow++;
+  orig_cs_begin_slow(c, m);
+  in_cs_slow--;
+  ftsan__contention_lock_wait((uintptr_t)m, (uintptr_t)m - OB_MUTEX_OFFSET, FTSAN_LKF_CRITICAL_SECTION,
+                              ftsan__contention_now() - t0);
+}
+
+static void hook_cs2_begin_slow(void *c, void *m1, void *m2, int m1_locked) {
+  if (!ftsan__contention_on) {
+    orig_cs2_begin_slow(c, m1, m2, m1_locked);
+    return;
+  }
+  uint64_t t0 = ftsan__contention_now();
+  in_cs_slow++;
+  orig_cs2_begin_slow(c, m1, m2, m1_locked);
+  in_cs_slow--;
+  uint64_t dt = ftsan__contention_now() - t0;
+  ftsan__contention_lock_wait((uintptr_t)m1, (uintptr_t)m1 - OB_MUTEX_OFFSET, FTSAN_LKF_CRITICAL_SECTION, dt);
+  if (m2 != m1)
+    ftsan__contention_lock_wait((uintptr_t)m2, (uintptr_t)m2 - OB_MUTEX_OFFSET, FTSAN_LKF_CRITICAL_SECTION, dt);
+}
+
+/* PyMutex_Lock is the slow path: the inline compare-and-swap failed. */
+static void hook_pymutex_lock(void *m) {
+  if (!ftsan__contention_on || in_cs_slow) {
+    orig_pymutex_lock(m);
+    return;
+  }
+  uint64_t t0 = ftsan__contention_now();
+  orig_pymutex_lock(m);
+  ftsan__contention_lock_wait((uintptr_t)m, 0, FTSAN_LKF_PYMUTEX, ftsan__contention_now() - t0);
 }
 
 static void hook_cs_suspend_all(void *tstate) {
@@ -96,6 +155,20 @@ void ftsan__hooks_init(void) {
           (void **)&orig_cs_suspend_all, "suspension of critical sections by blocking calls");
   install("_PyCriticalSection_Resume", (void *)hook_cs_resume, (void **)&orig_cs_resume,
           "resumption of suspended critical sections");
+  if (ftsan__contention_on) {
+    install("_Py_DecRefShared", (void *)hook_decref_shared, (void **)&orig_decref_shared,
+            "reference-count traffic of the interpreter");
+    install("_PyCriticalSection_BeginSlow", (void *)hook_cs_begin_slow, (void **)&orig_cs_begin_slow,
+            "critical-section contention");
+    install("_PyCriticalSection2_BeginSlow", (void *)hook_cs2_begin_slow,
+            (void **)&orig_cs2_begin_slow, "two-object critical-section contention");
+    install("PyMutex_Lock", (void *)hook_pymutex_lock, (void **)&orig_pymutex_lock,
+            "PyMutex contention");
+  }
+  if (!ftsan__race_on) {
+    ftsan_elf_lookup_end();
+    return;
+  }
   ftsan_elf_sym us;
   if (ftsan_elf_lookup_in("", "mi_usable_size", &us) == 0) {
     mi_usable_size_fn = (size_t (*)(const void *))us.addr;

@@ -7,10 +7,12 @@
  * synchronization too (docs/cpython-facts.md). */
 #define _GNU_SOURCE 1
 #include "rt_clock.h"
+#include "rt_contention.h"
 #include "rt_heap.h"
 #include "rt_shadow.h"
 
 #include <dlfcn.h>
+#include <errno.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <semaphore.h>
@@ -22,7 +24,7 @@ extern void *__libc_realloc(void *, size_t);
 /* The thread to record for, or NULL when nothing must be recorded (analysis off, runtime
  * inside itself). */
 static inline ftsan_thread *recording_thread(void) {
-  if (FTSAN_UNLIKELY(!ftsan__enabled)) return NULL;
+  if (FTSAN_UNLIKELY(!ftsan__race_on)) return NULL;
   ftsan_thread *t = ftsan__cur;
   if (!t) t = ftsan__thread_adopt();
   return t->ignore ? NULL : t;
@@ -65,6 +67,23 @@ DECLARE_REAL(int, pthread_mutex_destroy, pthread_mutex_t *);
 
 FTSAN_EXPORT int pthread_mutex_lock(pthread_mutex_t *m) {
   RESOLVE(pthread_mutex_lock);
+  RESOLVE(pthread_mutex_trylock);
+  /* Contention: a lock that is not free at once is timed. */
+  ftsan_thread *self = ftsan__cur;
+  if (ftsan__contention_on && self && !self->ignore) {
+    int tr = REAL(pthread_mutex_trylock)(m);
+    if (tr == 0) {
+      ACQUIRE_ON_SUCCESS(0, m);
+      return 0;
+    }
+    if (tr == EBUSY) {
+      uint64_t t0 = ftsan__contention_now();
+      int rc = REAL(pthread_mutex_lock)(m);
+      ftsan__contention_lock_wait((uintptr_t)m, 0, FTSAN_LKF_PTHREAD, ftsan__contention_now() - t0);
+      ACQUIRE_ON_SUCCESS(rc, m);
+      return rc;
+    }
+  }
   int rc = REAL(pthread_mutex_lock)(m);
   ACQUIRE_ON_SUCCESS(rc, m);
   return rc;
@@ -221,7 +240,7 @@ FTSAN_EXPORT int sem_destroy(sem_t *s) {
 
 /* ---- heap: a freed block's accesses are forgotten ---------------------------------------- */
 FTSAN_EXPORT void free(void *p) {
-  if (p && ftsan__enabled) {
+  if (p && ftsan__race_on) {
     ftsan__heap_forget((uintptr_t)p);
     ftsan__shadow_clear((uintptr_t)p, malloc_usable_size(p));
   }
@@ -229,7 +248,7 @@ FTSAN_EXPORT void free(void *p) {
 }
 
 FTSAN_EXPORT void *realloc(void *p, size_t n) {
-  size_t old = (p && ftsan__enabled) ? malloc_usable_size(p) : 0;
+  size_t old = (p && ftsan__race_on) ? malloc_usable_size(p) : 0;
   if (old) ftsan__heap_forget((uintptr_t)p);
   void *q = __libc_realloc(p, n);
   /* Moved: the old block is free. Shrunk in place: its tail is. */

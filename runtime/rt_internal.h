@@ -50,6 +50,7 @@ void ftsan__unmap(void *p, size_t size);
 
 /* ---- warnings and state (rt_main.c) -------------------------------------------------- */
 extern volatile int ftsan__enabled;       /* analysis on; cleared once, never set again */
+extern int ftsan__race_on;                /* race detection on (mode=race); written at init */
 extern int ftsan__initialized;            /* written once by ftsan__init_once */
 void ftsan__init_once(void);
 void ftsan__warn(uint32_t code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -68,6 +69,7 @@ int ftsan__trace_active(void);
 void ftsan__modules_scan(void);           /* writes MODULE records for objects not yet seen */
 void ftsan__modules_mark_instrumented(const void *addr_in_module);
 void ftsan__modules_rewrite_all(void);   /* in a forked child */
+int ftsan__modules_is_instrumented(uint64_t pc); /* pc lies in an instrumented module */
 
 /* ---- threads (rt_thread.c) ----------------------------------------------------------- */
 #define FTSAN_MAX_THREADS 4096
@@ -100,6 +102,7 @@ typedef struct ftsan_thread {
   uint32_t snaps_mask;
   uint32_t finished;
   uint32_t ignore_sync;                   /* > 0: do not create happens-before (reserved) */
+  void *contention;                       /* contention tables (rt_contention.c), or NULL */
   uint32_t parent_tid;
   uint32_t creation_depth;
   uint32_t pad1;
@@ -160,6 +163,11 @@ uint32_t ftsan__python_version(void);     /* PY_VERSION_HEX, 0 if not python */
 int ftsan__python_free_threaded(void);
 int ftsan__python_gil_enabled(void);      /* -1 unknown */
 void ftsan__python_init(void);
+/* The innermost Python frame of the calling thread: its code object and byte offset. */
+int ftsan__python_frame(uintptr_t *code, int *offset);
+/* File, qualified name and line of (code, offset); the thread must be attached. */
+int ftsan__python_resolve(uintptr_t code, int offset, char *file, size_t file_n, char *func,
+                          size_t func_n, int *line);
 
 /* ---- C-API wrappers (rt_capi.c) ------------------------------------------------------ */
 void ftsan__capi_init(void);
@@ -167,6 +175,11 @@ void ftsan__cs_suspend(struct ftsan_thread *t); /* the thread's critical section
 void ftsan__cs_resume(struct ftsan_thread *t);  /* ... and resumed */
 
 uint64_t ftsan__now_ns(void);
+/* Reads memory that may be unmapped: 0, or -1 instead of a fault. */
+int ftsan__safe_read(void *dst, uintptr_t src, size_t n);
+/* The type object of the PyObject at addr if addr really starts one (checked with safe
+ * reads: its type's metatype is `type` or derives from it), else 0. */
+uint64_t ftsan__pyobject_type(uintptr_t addr);
 uint32_t ftsan__findings(void);          /* findings reported so far */
 void ftsan__halt(int code) __attribute__((noreturn)); /* end the trace and _exit */
 void ftsan__hooks_init(void);              /* entry patches into the interpreter */

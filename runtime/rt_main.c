@@ -3,6 +3,7 @@
  * signals and in forked children. */
 #define _GNU_SOURCE 1
 #include "rt_clock.h"
+#include "rt_contention.h"
 #include "rt_shadow.h"
 
 #include <dlfcn.h>
@@ -21,6 +22,7 @@
 #endif
 
 volatile int ftsan__enabled;       /* set once at init, cleared once on a fatal mismatch */
+int ftsan__race_on;                /* written once at init (mode) */
 int ftsan__initialized;            /* written once by ftsan__init_once */
 static int init_state;             /* 0 none, 1 running, 2 done; atomic */
 static uint32_t warned_codes;      /* atomic bit set: each warning code is printed once */
@@ -121,16 +123,25 @@ static void write_end_record(void) {
   ftsan__trace_write(&r, sizeof r);
 }
 
-static int shut_down; /* atomic: the trace has been ended */
+static int shut_down; /* atomic: 0 running, 1 ending the trace, 2 ended */
 
+/* Ends the trace once. A second caller (another thread exiting or halting at the same time)
+ * waits until the first has finished, so that nobody leaves the process mid-write. */
 static void at_exit(void) {
-  if (__atomic_exchange_n(&shut_down, 1, __ATOMIC_ACQ_REL)) return;
+  int expected = 0;
+  if (!__atomic_compare_exchange_n(&shut_down, &expected, 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+    ftsan_thread *self = ftsan__cur;
+    if (self && self->finished == 0 && expected == 1)
+      while (__atomic_load_n(&shut_down, __ATOMIC_ACQUIRE) != 2) usleep(1000);
+    return;
+  }
   ftsan_thread *t = ftsan__cur;
   if (t) t->ignore++;
   ftsan__modules_scan();
   ftsan__threads_flush_all();
   write_end_record();
   ftsan__trace_close();
+  __atomic_store_n(&shut_down, 2, __ATOMIC_RELEASE);
   if (ftsan__opt.verbose) ftsan__log("ftsan: runtime shut down");
 }
 
@@ -147,6 +158,9 @@ FTSAN_EXPORT void _exit(int status) {
 
 /* halt_on_error: end the trace properly, then leave at once. */
 void ftsan__halt(int code) {
+  static int halting;
+  if (__atomic_exchange_n(&halting, 1, __ATOMIC_ACQ_REL))
+    for (;;) pause(); /* another thread is already ending the process */
   at_exit();
   _exit(code);
 }
@@ -208,17 +222,23 @@ void ftsan__init_once(void) {
   }
   ftsan__options_init();
   ftsan__python_init();
-  if (ftsan__shadow_init() != 0 || ftsan__clock_init() != 0) {
-    ftsan__log("ftsan: warning: cannot reserve shadow memory; analysis is off");
-    __atomic_store_n(&init_state, 2, __ATOMIC_RELEASE);
-    return;
+  ftsan__race_on = 1;
+  if (!strcmp(ftsan__opt.mode, "contention")) {
+    ftsan__race_on = 0;
+  } else if (strcmp(ftsan__opt.mode, "race") != 0) {
+    ftsan__log("ftsan: warning: unknown mode '%s' (race or contention); using race", ftsan__opt.mode);
+  }
+  ftsan__contention_on = 1;
+  ftsan__trace_open();
+  if (ftsan__race_on && (ftsan__shadow_init() != 0 || ftsan__clock_init() != 0)) {
+    ftsan__warn(FTSAN_WARN_GENERIC, "cannot reserve shadow memory; race detection is off");
+    ftsan__race_on = 0;
   }
   ftsan__enabled = 1;
+  write_process_record();
   ftsan__threads_init();
   ftsan__capi_init();
   ftsan__hooks_init();
-  ftsan__trace_open();
-  write_process_record();
   ftsan__modules_scan();
   if (ftsan__python_version() == 0)
     ftsan__warn(FTSAN_WARN_NOT_PYTHON, "the host program is not python (no _PyRuntime); "
@@ -249,6 +269,8 @@ FTSAN_EXPORT void __ftsan_init(uint32_t abi_version) {
                 "rebuild the extension with this ftsan-cc. Analysis is off",
                 abi_version, FTSAN_ABI_VERSION);
     ftsan__enabled = 0;
+    ftsan__race_on = 0;
+    ftsan__contention_on = 0;
     return;
   }
   ftsan__modules_mark_instrumented(__builtin_return_address(0));

@@ -75,6 +75,8 @@ static void write_module(const struct dl_phdr_info *info, const struct module *m
 static uint64_t instrumented_pcs[MAX_MODULES]; /* guarded by modules_lock */
 static int ninstrumented;                      /* guarded by modules_lock */
 
+static void publish_instrumented_locked(void);
+
 static int scan_one(struct dl_phdr_info *info, size_t size, void *data) {
   (void)size;
   int *index = data;
@@ -119,6 +121,7 @@ void ftsan__modules_mark_instrumented(const void *addr) {
   if (ninstrumented < MAX_MODULES) instrumented_pcs[ninstrumented++] = (uint64_t)(uintptr_t)addr;
   int index = 0;
   dl_iterate_phdr(scan_one, &index);
+  publish_instrumented_locked();
   ftsan__spin_unlock(&modules_lock);
 }
 
@@ -127,4 +130,27 @@ void ftsan__modules_rewrite_all(void) {
   modules_lock.locked = 0;
   for (int i = 0; i < nmodules; i++) modules[i].written = 0;
   ftsan__modules_scan();
+}
+
+/* Instrumented modules' address ranges, for the hot question "was this call made from
+ * instrumented code?": published with a release store of the count, read without a lock. */
+static uint64_t instr_ranges[64][2]; /* written under modules_lock */
+static uint32_t ninstr_ranges;       /* atomic */
+
+static void publish_instrumented_locked(void) {
+  uint32_t n = 0;
+  for (int i = 0; i < nmodules && n < 64; i++)
+    if (modules[i].flags & FTSAN_MOD_INSTRUMENTED) {
+      instr_ranges[n][0] = modules[i].start;
+      instr_ranges[n][1] = modules[i].end;
+      n++;
+    }
+  __atomic_store_n(&ninstr_ranges, n, __ATOMIC_RELEASE);
+}
+
+int ftsan__modules_is_instrumented(uint64_t pc) {
+  uint32_t n = __atomic_load_n(&ninstr_ranges, __ATOMIC_ACQUIRE);
+  for (uint32_t i = 0; i < n; i++)
+    if (pc >= instr_ranges[i][0] && pc < instr_ranges[i][1]) return 1;
+  return 0;
 }

@@ -6,6 +6,7 @@
 #include "rt_internal.h"
 
 #include <dlfcn.h>
+#include <stdio.h>
 #include <string.h>
 
 static const char *runtime_addr;   /* written once at init */
@@ -49,4 +50,81 @@ int ftsan__python_gil_enabled(void) {
   int enabled;
   memcpy(&enabled, interp + enabled_off, sizeof enabled);
   return enabled != 0;
+}
+
+/* ---- the running Python line --------------------------------------------------------------
+ * 3.13 offsets inside _Py_DebugOffsets: thread_state.current_frame at 184; interpreter_frame
+ * {previous 232, executable 240, instr_ptr 248, owner 264}; code_object {filename 280,
+ * qualname 296, co_code_adaptive 344}. Other versions: no Python attribution (warned once). */
+#define DO313_TS_CURRENT_FRAME 184
+#define DO313_IF_PREVIOUS 232
+#define DO313_IF_EXECUTABLE 240
+#define DO313_IF_INSTR_PTR 248
+#define DO313_IF_OWNER 264
+#define DO313_CO_FILENAME 280
+#define DO313_CO_QUALNAME 296
+#define DO313_CO_CODE_ADAPTIVE 344
+#define FRAME_OWNED_BY_CSTACK 3
+
+static void *(*get_tstate)(void);
+static int (*addr2line)(void *code, int offset);
+static const char *(*unicode_utf8)(void *s);
+static uintptr_t code_type;
+static uint64_t off_cur_frame, off_prev, off_exec, off_instr, off_owner, off_file, off_qual, off_code;
+static int frames_ok = -1; /* -1 not set up yet, 0 unsupported, 1 supported */
+
+static int frames_init(void) {
+  if (frames_ok >= 0) return frames_ok;
+  frames_ok = 0;
+  if (!runtime_addr || !py_free_threaded || (py_version >> 16) != 0x030d) {
+    if (runtime_addr)
+      ftsan__warn(FTSAN_WARN_GENERIC, "python %x.%x: Python source lines are not attributed "
+                  "(only 3.13 frame layouts are known)", py_version >> 24, (py_version >> 16) & 0xff);
+    return 0;
+  }
+  *(void **)&get_tstate = dlsym(RTLD_DEFAULT, "PyThreadState_GetUnchecked");
+  *(void **)&addr2line = dlsym(RTLD_DEFAULT, "PyCode_Addr2Line");
+  *(void **)&unicode_utf8 = dlsym(RTLD_DEFAULT, "PyUnicode_AsUTF8");
+  code_type = (uintptr_t)dlsym(RTLD_DEFAULT, "PyCode_Type");
+  if (!get_tstate || !addr2line || !unicode_utf8 || !code_type) return 0;
+  off_cur_frame = read_u64(runtime_addr + DO313_TS_CURRENT_FRAME);
+  off_prev = read_u64(runtime_addr + DO313_IF_PREVIOUS);
+  off_exec = read_u64(runtime_addr + DO313_IF_EXECUTABLE);
+  off_instr = read_u64(runtime_addr + DO313_IF_INSTR_PTR);
+  off_owner = read_u64(runtime_addr + DO313_IF_OWNER);
+  off_file = read_u64(runtime_addr + DO313_CO_FILENAME);
+  off_qual = read_u64(runtime_addr + DO313_CO_QUALNAME);
+  off_code = read_u64(runtime_addr + DO313_CO_CODE_ADAPTIVE);
+  frames_ok = 1;
+  return 1;
+}
+
+int ftsan__python_frame(uintptr_t *code, int *offset) {
+  if (frames_ok != 1 && frames_init() != 1) return 0;
+  const char *ts = get_tstate();
+  if (!ts) return 0;
+  const char *f = *(const char *const *)(ts + off_cur_frame);
+  for (int depth = 0; f && depth < 64; depth++, f = *(const char *const *)(f + off_prev)) {
+    if (*(const unsigned char *)(f + off_owner) == FRAME_OWNED_BY_CSTACK) continue;
+    uintptr_t co = *(const uintptr_t *)(f + off_exec);
+    if (!co || *(const uintptr_t *)(co + 24) != code_type) continue;
+    uintptr_t ip = *(const uintptr_t *)(f + off_instr);
+    uintptr_t start = co + off_code;
+    if (ip < start) return 0;
+    *code = co;
+    *offset = (int)(ip - start);
+    return 1;
+  }
+  return 0;
+}
+
+int ftsan__python_resolve(uintptr_t code, int offset, char *file, size_t file_n, char *func,
+                          size_t func_n, int *line) {
+  if (frames_ok != 1) return 0;
+  const char *fn = unicode_utf8(*(void **)(code + off_file));
+  const char *qn = unicode_utf8(*(void **)(code + off_qual));
+  snprintf(file, file_n, "%s", fn ? fn : "?");
+  snprintf(func, func_n, "%s", qn ? qn : "?");
+  *line = addr2line((void *)code, offset);
+  return 1;
 }

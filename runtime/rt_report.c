@@ -42,9 +42,21 @@ static int set_insert(uint64_t *set, uint64_t key) {
 uint32_t ftsan__findings(void) { return __atomic_load_n(&nfindings, __ATOMIC_RELAXED); }
 
 /* Reads memory that may not be mapped: process_vm_readv fails instead of faulting. */
-static int safe_read(void *dst, uintptr_t src, size_t n) {
+int ftsan__safe_read(void *dst, uintptr_t src, size_t n) {
   struct iovec local = {dst, n}, remote = {(void *)src, n};
   return process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == (ssize_t)n ? 0 : -1;
+}
+#define safe_read ftsan__safe_read
+
+uint64_t ftsan__pyobject_type(uintptr_t c) {
+  static uintptr_t type_type;
+  if (!type_type) type_type = (uintptr_t)dlsym(RTLD_DEFAULT, "PyType_Type");
+  uintptr_t tp, meta, metameta;
+  if (!type_type || c < 4096) return 0;
+  if (safe_read(&tp, c + 24, 8) || tp < 4096 || (tp & 7)) return 0;
+  if (safe_read(&meta, tp + 24, 8) || meta < 4096 || (meta & 7)) return 0;
+  if (meta != type_type && (safe_read(&metameta, meta + 24, 8) || metameta != type_type)) return 0;
+  return tp;
 }
 
 /* Looks for the PyObject that contains addr: walks back from addr for a header whose ob_type

@@ -3,6 +3,7 @@
  * THREAD record written). */
 #define _GNU_SOURCE 1
 #include "rt_clock.h"
+#include "rt_contention.h"
 
 #include <dlfcn.h>
 #include <pthread.h>
@@ -38,7 +39,7 @@ static ftsan_thread *thread_new(uint32_t parent) {
   ftsan_thread *t = ftsan__map(sizeof(ftsan_thread));
   if (!t) return NULL;
   t->vc = ftsan__map(sizeof(uint64_t) * FTSAN_MAX_THREADS);
-  if (!t->vc || ftsan__history_alloc(t) != 0) {
+  if (!t->vc || (ftsan__race_on && ftsan__history_alloc(t) != 0)) {
     /* Without a clock the thread cannot take part in happens-before: ignore it. */
     ftsan__warn(FTSAN_WARN_GENERIC, "cannot allocate thread state; a thread is not analysed");
     t->ignore = 1;
@@ -115,6 +116,7 @@ void ftsan__thread_finish(ftsan_thread *t) {
   t->ignore++;
   if (t->vc) __atomic_store_n(&t->vc[t->tid], t->epoch, __ATOMIC_RELEASE);
   ftsan__stats_flush(t);
+  ftsan__contention_flush(t);
   write_thread_record(t);
   t->ignore--;
 }
@@ -132,6 +134,7 @@ void ftsan__threads_flush_all(void) {
     if (t && !__atomic_exchange_n(&t->finished, 1, __ATOMIC_ACQ_REL)) {
       if (t->vc) __atomic_store_n(&t->vc[t->tid], t->epoch, __ATOMIC_RELEASE);
       ftsan__stats_flush(t);
+      ftsan__contention_flush(t);
       write_thread_record(t);
     }
   }

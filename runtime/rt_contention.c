@@ -1,0 +1,333 @@
+/* rt_contention.c: reference-count and lock contention. Free-threaded CPython counts
+ * references with biased reference counting: the owning thread updates ob_ref_local with a
+ * plain store, every other thread does an atomic on ob_ref_shared, and many threads doing
+ * that to one object bounce its cache line between cores. This file counts, per thread,
+ * who touches which object's count from where (instrumented call sites via
+ * __ftsan_refcount; the interpreter's own cross-thread decrefs via a patch on
+ * _Py_DecRefShared, attributed to the running Python line), and which locks made threads
+ * wait, for how long (critical-section and PyMutex slow paths, threading.Lock, pthread
+ * mutexes). Counting happens in per-thread tables without locks; the tables go to the trace
+ * when the thread ends (REFCOUNT, LOCK, TYPE and PYSITE records). */
+#define _GNU_SOURCE 1
+#include "rt_contention.h"
+
+#include <string.h>
+#include <time.h>
+
+#define RC_TABLE (1u << 13)
+#define LK_TABLE (1u << 10)
+#define PYSITE_CACHE 256
+#define GLOBAL_TABLE (1u << 14)
+
+typedef struct rc_slot { uint64_t object, type, site; uint32_t flags, used; uint64_t count; } rc_slot;
+typedef struct lk_slot {
+  uint64_t lock, object, type, site;
+  uint32_t flags, used;
+  uint64_t waits, wait_ns, max_wait_ns;
+} lk_slot;
+typedef struct pysite_cache_entry { uintptr_t code; int offset; uint64_t id; } pysite_cache_entry;
+
+/* Per thread; the thread is the only writer, the flush at its end the only reader. */
+typedef struct contention_state {
+  rc_slot *rc;
+  lk_slot *lk;
+  uint64_t rc_dropped, lk_dropped;
+  pysite_cache_entry pysites[PYSITE_CACHE];
+} contention_state;
+
+static FTSAN_TLS uint64_t sync_site; /* call site of the C-API wrapper running, or 0 */
+
+int ftsan__contention_on;           /* written once at init */
+
+/* Types and Python sites already written to the trace: global sets under one lock, reached
+ * only on a thread's first sight of a type or site. */
+static ftsan_spin seen_lock;
+static uint64_t *seen_types;        /* GLOBAL_TABLE entries, guarded by seen_lock */
+static uint64_t (*seen_sites)[2];   /* (code, offset) -> id, guarded by seen_lock */
+static uint64_t next_site_id = 1;   /* guarded by seen_lock */
+
+static uint64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* The TLS thread pointer: what CPython stores in ob_tid for the owning thread. */
+static inline uintptr_t thread_pointer(void) {
+  uintptr_t tp;
+#if defined(__x86_64__)
+  __asm__("mov %%fs:0, %0" : "=r"(tp));
+#elif defined(__aarch64__)
+  __asm__("mrs %0, tpidr_el0" : "=r"(tp));
+#else
+  tp = 0;
+#endif
+  return tp;
+}
+
+static contention_state *state(ftsan_thread *t) {
+  contention_state *s = t->contention;
+  if (FTSAN_LIKELY(s)) return s;
+  s = ftsan__map(sizeof *s);
+  if (!s) return NULL;
+  s->rc = ftsan__map(sizeof(rc_slot) * RC_TABLE);
+  s->lk = ftsan__map(sizeof(lk_slot) * LK_TABLE);
+  if (!s->rc || !s->lk) return NULL;
+  __atomic_store_n(&t->contention, s, __ATOMIC_RELEASE);
+  return s;
+}
+
+static uint64_t hash3(uint64_t a, uint64_t b, uint64_t c) {
+  uint64_t h = a * 0x9E3779B97F4A7C15ull ^ (b + 0x632BE59BD9B4E019ull) * 0xC2B2AE3D27D4EB4Full ^ c;
+  return h ^ (h >> 29);
+}
+
+static void write_type(uint64_t type) {
+  if (!type) return;
+  ftsan__spin_lock(&seen_lock);
+  if (!seen_types) seen_types = ftsan__map(sizeof(uint64_t) * GLOBAL_TABLE);
+  int fresh = 0;
+  if (seen_types) {
+    for (uint32_t i = 0; i < 64; i++) {
+      uint64_t *slot = &seen_types[(hash3(type, 0, 0) + i) & (GLOBAL_TABLE - 1)];
+      if (*slot == type) break;
+      if (*slot == 0) {
+        *slot = type;
+        fresh = 1;
+        break;
+      }
+    }
+  }
+  ftsan__spin_unlock(&seen_lock);
+  if (!fresh) return;
+  /* PyTypeObject: tp_name at +40, tp_flags at +168 on free-threaded 64-bit builds. */
+  const char *name = *(const char *const *)(uintptr_t)(type + 40);
+  uint64_t tp_flags = *(const uint64_t *)(uintptr_t)(type + 168);
+  char buf[sizeof(struct ftsan_rec_type) + 256 + 8];
+  size_t len = name ? strnlen(name, 255) + 1 : 1;
+  uint32_t size = (uint32_t)((sizeof(struct ftsan_rec_type) + len + 7) & ~7u);
+  memset(buf, 0, size);
+  struct ftsan_rec_type *r = (struct ftsan_rec_type *)buf;
+  r->h.kind = FTSAN_REC_TYPE;
+  r->h.size = size;
+  r->type = type;
+  r->flags = (tp_flags & (1ul << 9)) ? 0 : 1; /* Py_TPFLAGS_HEAPTYPE */
+  r->name_len = (uint32_t)len;
+  if (name) memcpy(buf + sizeof *r, name, len - 1);
+  ftsan__trace_write(buf, size);
+}
+
+/* The id of the Python line now running in this thread, 0 if none; new ones are resolved
+ * (file, qualified name, line) and written as PYSITE records. */
+static uint64_t python_site(contention_state *s) {
+  uintptr_t code;
+  int offset;
+  if (!ftsan__python_frame(&code, &offset)) return 0;
+  pysite_cache_entry *c = &s->pysites[hash3(code, (uint64_t)offset, 0) & (PYSITE_CACHE - 1)];
+  if (c->code == code && c->offset == offset) return c->id;
+  uint64_t id = 0;
+  int fresh = 0;
+  ftsan__spin_lock(&seen_lock);
+  if (!seen_sites) seen_sites = ftsan__map(sizeof(uint64_t[2]) * GLOBAL_TABLE);
+  if (seen_sites) {
+    uint64_t key = (uint64_t)code ^ ((uint64_t)offset << 48);
+    for (uint32_t i = 0; i < 64; i++) {
+      uint64_t *slot = seen_sites[(hash3(code, (uint64_t)offset, 1) + i) & (GLOBAL_TABLE - 1)];
+      if (slot[0] == key) {
+        id = slot[1];
+        break;
+      }
+      if (slot[0] == 0) {
+        slot[0] = key;
+        slot[1] = id = next_site_id++;
+        fresh = 1;
+        break;
+      }
+    }
+  }
+  ftsan__spin_unlock(&seen_lock);
+  if (fresh) {
+    char file[512], func[256];
+    int line = 0;
+    if (ftsan__python_resolve(code, offset, file, sizeof file, func, sizeof func, &line)) {
+      size_t fl = strlen(file) + 1, nl = strlen(func) + 1;
+      char buf[sizeof(struct ftsan_rec_pysite) + 512 + 256 + 8];
+      uint32_t size = (uint32_t)((sizeof(struct ftsan_rec_pysite) + fl + nl + 7) & ~7u);
+      memset(buf, 0, size);
+      struct ftsan_rec_pysite *r = (struct ftsan_rec_pysite *)buf;
+      r->h.kind = FTSAN_REC_PYSITE;
+      r->h.size = size;
+      r->id = id;
+      r->line = (uint32_t)(line > 0 ? line : 0);
+      r->file_len = (uint32_t)fl;
+      r->func_len = (uint32_t)nl;
+      memcpy(buf + sizeof *r, file, fl);
+      memcpy(buf + sizeof *r + fl, func, nl);
+      ftsan__trace_write(buf, size);
+    }
+  }
+  c->code = code;
+  c->offset = offset;
+  c->id = id;
+  return id;
+}
+
+static void count_refcount(contention_state *s, uint64_t object, uint64_t type, uint64_t site,
+                           uint32_t flags) {
+  uint64_t h = hash3(object, site, flags);
+  for (uint32_t i = 0; i < 32; i++) {
+    rc_slot *e = &s->rc[(h + i) & (RC_TABLE - 1)];
+    if (e->used && e->object == object && e->site == site && e->flags == flags) {
+      e->count++;
+      return;
+    }
+    if (!e->used) {
+      write_type(type);
+      e->used = 1;
+      e->object = object;
+      e->type = type;
+      e->site = site;
+      e->flags = flags;
+      e->count = 1;
+      return;
+    }
+  }
+  s->rc_dropped++;
+}
+
+/* Free-threaded PyObject header: ob_tid @0, ob_gc_bits @11, ob_ref_local @12,
+ * ob_ref_shared @16, ob_type @24. */
+static uint32_t classify(const char *op, uint32_t flags) {
+  uint32_t local = __atomic_load_n((const uint32_t *)(op + 12), __ATOMIC_RELAXED);
+  if (local == UINT32_MAX) return flags | FTSAN_RCF_IMMORTAL;
+  uintptr_t tid = __atomic_load_n((const uintptr_t *)op, __ATOMIC_RELAXED);
+  flags |= tid == thread_pointer() ? FTSAN_RCF_OWNER : FTSAN_RCF_SHARED;
+  if (__atomic_load_n((const uint8_t *)(op + 11), __ATOMIC_RELAXED) & 64) flags |= FTSAN_RCF_DEFERRED;
+  int64_t shared = __atomic_load_n((const int64_t *)(op + 16), __ATOMIC_RELAXED);
+  if ((shared & 3) == 2) flags |= FTSAN_RCF_QUEUED;
+  if ((shared & 3) == 3) flags |= FTSAN_RCF_MERGED;
+  return flags;
+}
+
+FTSAN_EXPORT void __ftsan_refcount(void *op, uint32_t kind) {
+  if (!op || !ftsan__contention_on) return;
+  ftsan_thread *t = ftsan__thread();
+  if (t->ignore) return;
+  contention_state *s = state(t);
+  if (!s) return;
+  const char *o = op;
+  uint32_t flags = classify(o, kind == FTSAN_RC_DECREF ? FTSAN_RCF_DECREF : 0);
+  uint64_t type = *(const uint64_t *)(o + 24);
+  count_refcount(s, (uint64_t)(uintptr_t)op, type, (uint64_t)(uintptr_t)__builtin_return_address(0), flags);
+}
+
+/* From the _Py_DecRefShared patch: a decref by a thread that does not own op, anywhere in
+ * the process. Calls from instrumented code were already counted at their call site. */
+void ftsan__contention_decref_shared(void *op, uint64_t caller) {
+  if (!op || !ftsan__contention_on) return;
+  if (ftsan__modules_is_instrumented(caller)) return;
+  ftsan_thread *t = ftsan__thread();
+  if (t->ignore) return;
+  contention_state *s = state(t);
+  if (!s) return;
+  t->ignore++; /* resolving a Python line may call into the interpreter */
+  uint64_t site = python_site(s);
+  t->ignore--;
+  const char *o = op;
+  uint32_t flags = classify(o, FTSAN_RCF_DECREF | FTSAN_RCF_INTERP) | (site ? FTSAN_RCF_PYSITE : 0);
+  count_refcount(s, (uint64_t)(uintptr_t)op, *(const uint64_t *)(o + 24), site, flags);
+}
+
+void ftsan__contention_set_sync_site(uint64_t pc) { sync_site = pc; }
+
+/* A lock acquisition that waited wait_ns. The site is the instrumented call that asked for
+ * the lock if there is one (sync_site), else the running Python line. */
+void ftsan__contention_lock_wait(uintptr_t lock, uintptr_t object, uint32_t flags, uint64_t wait_ns) {
+  if (!ftsan__contention_on) return;
+  ftsan_thread *t = ftsan__thread();
+  if (t->ignore) return;
+  contention_state *s = state(t);
+  if (!s) return;
+  uint64_t site = sync_site;
+  if (!site) {
+    t->ignore++;
+    site = python_site(s);
+    t->ignore--;
+    if (site) flags |= FTSAN_LKF_PYSITE;
+  }
+  uint64_t type = object ? ftsan__pyobject_type(object) : 0;
+  if (!type) object = 0;
+  uint64_t h = hash3(lock, site, flags);
+  for (uint32_t i = 0; i < 32; i++) {
+    lk_slot *e = &s->lk[(h + i) & (LK_TABLE - 1)];
+    if (e->used && e->lock == lock && e->site == site && e->flags == flags) {
+      e->waits++;
+      e->wait_ns += wait_ns;
+      if (wait_ns > e->max_wait_ns) e->max_wait_ns = wait_ns;
+      return;
+    }
+    if (!e->used) {
+      if (type) write_type(type);
+      *e = (lk_slot){lock, object, type, site, flags, 1, 1, wait_ns, wait_ns};
+      return;
+    }
+  }
+  s->lk_dropped++;
+}
+
+uint64_t ftsan__contention_now(void) { return now_ns(); }
+
+void ftsan__contention_flush(ftsan_thread *t) {
+  contention_state *s = __atomic_load_n(&t->contention, __ATOMIC_ACQUIRE);
+  if (!s) return;
+  enum { CHUNK = 128 };
+  static ftsan_spin flush_lock; /* guards buf; flushes are rare */
+  static char buf[sizeof(struct ftsan_rec_lock) + CHUNK * sizeof(struct ftsan_lock_entry)];
+  uint32_t tid = t->tid;
+  ftsan__spin_lock(&flush_lock);
+  for (uint32_t i = 0, first = 1; i < RC_TABLE || first;) {
+    struct ftsan_rec_refcount *r = (struct ftsan_rec_refcount *)buf;
+    struct ftsan_refcount_entry *e = (struct ftsan_refcount_entry *)(r + 1);
+    uint32_t n = 0;
+    for (; i < RC_TABLE && n < CHUNK; i++)
+      if (s->rc[i].used)
+        e[n++] = (struct ftsan_refcount_entry){s->rc[i].object, s->rc[i].type, s->rc[i].site,
+                                                s->rc[i].flags, 0, s->rc[i].count};
+    if (n || (first && s->rc_dropped)) {
+      memset(r, 0, sizeof *r);
+      r->h.kind = FTSAN_REC_REFCOUNT;
+      r->h.size = (uint32_t)(sizeof *r + n * sizeof *e);
+      r->tid = tid;
+      r->count = n;
+      r->dropped = first ? s->rc_dropped : 0;
+      ftsan__trace_write(buf, r->h.size);
+    }
+    first = 0;
+  }
+  for (uint32_t i = 0, first = 1; i < LK_TABLE || first;) {
+    struct ftsan_rec_lock *r = (struct ftsan_rec_lock *)buf;
+    struct ftsan_lock_entry *e = (struct ftsan_lock_entry *)(r + 1);
+    uint32_t n = 0;
+    for (; i < LK_TABLE && n < CHUNK; i++)
+      if (s->lk[i].used)
+        e[n++] = (struct ftsan_lock_entry){s->lk[i].lock, s->lk[i].object, s->lk[i].type,
+                                            s->lk[i].site, s->lk[i].flags, 0, s->lk[i].waits,
+                                            s->lk[i].wait_ns, s->lk[i].max_wait_ns};
+    if (n || (first && s->lk_dropped)) {
+      memset(r, 0, sizeof *r);
+      r->h.kind = FTSAN_REC_LOCK;
+      r->h.size = (uint32_t)(sizeof *r + n * sizeof *e);
+      r->tid = tid;
+      r->count = n;
+      r->dropped = first ? s->lk_dropped : 0;
+      ftsan__trace_write(buf, r->h.size);
+    }
+    first = 0;
+  }
+  ftsan__spin_unlock(&flush_lock);
+  /* The tables stay mapped: a thread flushed at exit may still be running. Clearing them
+   * makes a second flush write nothing twice. */
+  memset(s->rc, 0, sizeof(rc_slot) * RC_TABLE);
+  memset(s->lk, 0, sizeof(lk_slot) * LK_TABLE);
+  s->rc_dropped = s->lk_dropped = 0;
+}

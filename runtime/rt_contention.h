@@ -1,0 +1,18 @@
+/* rt_contention.h: reference-count and lock contention counting (rt_contention.c). */
+#ifndef FTSAN_RT_CONTENTION_H
+#define FTSAN_RT_CONTENTION_H
+
+#include "rt_internal.h"
+
+extern int ftsan__contention_on; /* written once at init */
+
+/* A decref by a non-owner seen in the interpreter; caller is the return address. */
+void ftsan__contention_decref_shared(void *op, uint64_t caller);
+/* A lock acquisition that had to wait; object is the Python object owning the mutex or 0. */
+void ftsan__contention_lock_wait(uintptr_t lock, uintptr_t object, uint32_t flags, uint64_t wait_ns);
+/* The instrumented call site of the C-API wrapper now running (0 when it returns). */
+void ftsan__contention_set_sync_site(uint64_t pc);
+uint64_t ftsan__contention_now(void);
+void ftsan__contention_flush(ftsan_thread *t);
+
+#endif
