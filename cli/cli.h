@@ -13,6 +13,7 @@
 typedef int (*ftsan_cmd_fn)(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_report(int argc, char **argv);
+int cmd_top(int argc, char **argv);
 
 /* "ftsan: <message>" on stderr; returns 2 (the status for usage and input errors). */
 int ftsan_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

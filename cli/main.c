@@ -15,6 +15,7 @@ static const struct {
 } commands[] = {
     {"run", cmd_run, "run a command with the ftsan runtime preloaded"},
     {"report", cmd_report, "print the findings and events recorded in traces"},
+    {"top", cmd_top, "rank the objects, types and sites threads contend on"},
 };
 
 static void usage(FILE *f) {

@@ -172,6 +172,10 @@ int ftsan_trace_load(const char *path, ftsan_trace *t, char *err, size_t errlen)
       t->complete = 1;
       break;
     case FTSAN_REC_RACE:
+    case FTSAN_REC_REFCOUNT:
+    case FTSAN_REC_LOCK:
+    case FTSAN_REC_TYPE:
+    case FTSAN_REC_PYSITE:
       GROW(t->records, t->nrecords, cap_rec);
       t->records[t->nrecords++] = (ftsan_raw_record){h.kind, h.size, r};
       break;

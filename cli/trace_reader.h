@@ -53,7 +53,7 @@ typedef struct ftsan_trace {
   ftsan_site *sites; size_t nsites;
   uint64_t sites_dropped;
   ftsan_warning *warnings; size_t nwarnings;
-  ftsan_raw_record *records; size_t nrecords;  /* kinds this reader keeps raw (races) */
+  ftsan_raw_record *records; size_t nrecords;  /* kinds kept raw: RACE, REFCOUNT, LOCK, TYPE, PYSITE */
   int complete;               /* an END record was seen */
   struct ftsan_rec_end end;
   uint32_t unknown_records;   /* records of kinds this version does not know, skipped */

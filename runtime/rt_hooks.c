@@ -84,8 +84,11 @@ static void hook_cs_begin_slow(void *c, void *m) {
   in_cs_slow++;
   orig_cs_begin_slow(c, m);
   in_cs_slow--;
-  ftsan__contention_lock_wait((uintptr_t)m, (uintptr_t)m - OB_MUTEX_OFFSET, FTSAN_LKF_CRITICAL_SECTION,
-                              ftsan__contention_now() - t0);
+  /* Re-entering a section the thread already holds is a no-op that leaves _cs_mutex NULL:
+   * not a wait (the time measured would only be noise, e.g. preemption). */
+  if (((void **)c)[1] == m)
+    ftsan__contention_lock_wait((uintptr_t)m, (uintptr_t)m - OB_MUTEX_OFFSET, FTSAN_LKF_CRITICAL_SECTION,
+                                ftsan__contention_now() - t0);
 }
 
 static void hook_cs2_begin_slow(void *c, void *m1, void *m2, int m1_locked) {
@@ -98,6 +101,7 @@ static void hook_cs2_begin_slow(void *c, void *m1, void *m2, int m1_locked) {
   orig_cs2_begin_slow(c, m1, m2, m1_locked);
   in_cs_slow--;
   uint64_t dt = ftsan__contention_now() - t0;
+  if (((void **)c)[1] != m1) return; /* re-entered: no wait */
   ftsan__contention_lock_wait((uintptr_t)m1, (uintptr_t)m1 - OB_MUTEX_OFFSET, FTSAN_LKF_CRITICAL_SECTION, dt);
   if (m2 != m1)
     ftsan__contention_lock_wait((uintptr_t)m2, (uintptr_t)m2 - OB_MUTEX_OFFSET, FTSAN_LKF_CRITICAL_SECTION, dt);
@@ -111,7 +115,14 @@ static void hook_pymutex_lock(void *m) {
   }
   uint64_t t0 = ftsan__contention_now();
   orig_pymutex_lock(m);
-  ftsan__contention_lock_wait((uintptr_t)m, 0, FTSAN_LKF_PYMUTEX, ftsan__contention_now() - t0);
+  uint64_t dt = ftsan__contention_now() - t0;
+  /* A PyMutex inside a PyObject header is its ob_mutex, used only by critical sections
+   * (PyCriticalSection_Begin may reach PyMutex_Lock directly, its slow path inlined). */
+  uintptr_t obj = (uintptr_t)m - OB_MUTEX_OFFSET;
+  if (ftsan__pyobject_type(obj))
+    ftsan__contention_lock_wait((uintptr_t)m, obj, FTSAN_LKF_CRITICAL_SECTION, dt);
+  else
+    ftsan__contention_lock_wait((uintptr_t)m, 0, FTSAN_LKF_PYMUTEX, dt);
 }
 
 static void hook_cs_suspend_all(void *tstate) {
