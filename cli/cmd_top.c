@@ -258,7 +258,7 @@ static const char *kind_of(const row *r) {
   if (r->immortal) return "immortal";
   if (r->deferred) return "deferred";
   if (r->is_static) return "static";
-  if (r->waits && !r->shared && !r->owner) return "lock";
+  if (r->waits && !r->shared && !r->owner && !strcmp(r->type, "lock")) return "lock";
   return "heap";
 }
 
