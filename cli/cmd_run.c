@@ -26,6 +26,8 @@ static void run_usage(FILE *f) {
           "\n"
           "options:\n"
           "  --out DIR       output directory (default ./ftsan-out)\n"
+          "  --mode MODE     race (default: races and contention) or contention (only\n"
+          "                  reference-count and lock contention, much cheaper; see ftsan top)\n"
           "  --options OPTS  runtime options, as in FTSAN_OPTIONS (name=value:name=value)\n"
           "  --exitcode N    exit status when findings exist (default 66; 0 keeps COMMAND's)\n"
           "  --suppressions FILE  race:/race_top: patterns of findings not to count\n"
@@ -83,6 +85,7 @@ int cmd_run(int argc, char **argv) {
   const char *out = "ftsan-out";
   const char *options = NULL;
   const char *supp_path = NULL;
+  const char *mode = NULL;
   int exitcode = -1, quiet = 0;
   int i = 1;
   for (; i < argc; i++) {
@@ -97,6 +100,10 @@ int cmd_run(int argc, char **argv) {
       out = argv[++i];
     } else if (!strncmp(a, "--out=", 6)) {
       out = a + 6;
+    } else if (!strcmp(a, "--mode") && i + 1 < argc) {
+      mode = argv[++i];
+      if (strcmp(mode, "race") && strcmp(mode, "contention"))
+        return ftsan_error("run: --mode takes race or contention, not '%s'", mode);
     } else if (!strcmp(a, "--options") && i + 1 < argc) {
       options = argv[++i];
     } else if (!strcmp(a, "--exitcode") && i + 1 < argc) {
@@ -145,6 +152,12 @@ int cmd_run(int argc, char **argv) {
     setenv("LD_PRELOAD", preload, 1);
     setenv("FTSAN_OUT", outabs, 1);
     if (options) setenv("FTSAN_OPTIONS", options, 1);
+    if (mode) {
+      const char *o = getenv("FTSAN_OPTIONS");
+      char *q = NULL;
+      if (asprintf(&q, "%s%smode=%s", o && *o ? o : "", o && *o ? ":" : "", mode) >= 0)
+        setenv("FTSAN_OPTIONS", q, 1);
+    }
     if (quiet) {
       /* -q also silences the runtime's per-race lines; later options win. */
       const char *o = getenv("FTSAN_OPTIONS");

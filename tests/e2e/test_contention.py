@@ -38,7 +38,7 @@ class Contention(unittest.TestCase):
         for scenario in ("shared", "private", "pyshared", "dictlock", "immortal"):
             out = os.path.join(cls.work, scenario)
             r = ftsan_run([PYTHON, os.path.join(SRC, "driver.py"), scenario], out,
-                          env={"PYTHONPATH": cls.work}, run_options=("--options", "mode=contention"))
+                          env={"PYTHONPATH": cls.work}, run_options=("--mode", "contention"))
             assert r.returncode == 0, r.stderr
             cls.outs[scenario] = out
 
@@ -141,7 +141,20 @@ class Contention(unittest.TestCase):
         self.assertEqual(first["type"], "list")
         self.assertEqual(first["top_c_sites"][0]["line"], NEWREF_LINE)
 
+    def test_contention_mode_skips_race_detection(self):
+        # a racy extension gives no race report in contention mode, but its refcounts show
+        out = os.path.join(self.work, "racy")
+        racy = os.path.join(TESTDATA, "races", "static_counter", "static_counter_buggy.c")
+        build_extension(racy, self.work)
+        r = ftsan_run([PYTHON, os.path.join(TESTDATA, "races", "static_counter", "driver.py"),
+                       "static_counter_buggy"], out, env={"PYTHONPATH": self.work},
+                      run_options=("--mode", "contention"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("0 findings", r.stderr)
+
     def test_bad_options(self):
+        r = subprocess.run([FTSAN, "run", "--mode", "fast", "--", "true"], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 2)
         r = subprocess.run([FTSAN, "top", "--by", "colour", self.outs["shared"]], capture_output=True, text=True)
         self.assertEqual(r.returncode, 2)
         self.assertIn("--by takes object, type or site", r.stderr)
