@@ -49,10 +49,10 @@ static void loc_str(const ftsan_loc *l, char *buf, size_t n) {
   if (!l) {
     snprintf(buf, n, "?");
   } else if (l->frame.file[0]) {
-    snprintf(buf, n, "%s %s:%d", l->frame.function[0] ? l->frame.function : "??",
+    snprintf(buf, n, "%.250s %.250s:%d", l->frame.function[0] ? l->frame.function : "??",
              base(l->frame.file), l->frame.line);
   } else {
-    snprintf(buf, n, "%s %s+0x%llx", l->frame.function[0] ? l->frame.function : "??",
+    snprintf(buf, n, "%.250s %.250s+0x%llx", l->frame.function[0] ? l->frame.function : "??",
              l->module ? base(l->module->path) : "?",
              (unsigned long long)(l->module ? l->pc - l->module->bias : l->pc));
   }
@@ -162,7 +162,7 @@ static int parse_race(const ftsan_trace *t, const ftsan_raw_record *rec, ftsan_s
   if (rec->size < sizeof r) return -1;
   memcpy(&r, rec->data, sizeof r);
   uint64_t need = sizeof r + 8ull * r.cur.stack_len + 8ull * r.prev.stack_len +
-                  8ull * r.alloc_stack_len + r.type_name_len;
+                  8ull * r.alloc_stack_len + 8ull * r.cur_py_len + 8ull * r.prev_py_len + r.type_name_len;
   if (need > rec->size || r.cur.stack_len > 4096 || r.prev.stack_len > 4096 || r.alloc_stack_len > 4096)
     return -1;
   memset(f, 0, sizeof *f);
@@ -174,7 +174,7 @@ static int parse_race(const ftsan_trace *t, const ftsan_raw_record *rec, ftsan_s
   f->object_size = r.object_size;
   f->count = 1;
   const uint64_t *cur = (const uint64_t *)(rec->data + sizeof r);
-  uint32_t nstacks = r.cur.stack_len + r.prev.stack_len + r.alloc_stack_len;
+  uint32_t nstacks = r.cur.stack_len + r.prev.stack_len + r.alloc_stack_len + r.cur_py_len + r.prev_py_len;
   uint64_t *tmp = malloc(8ull * (nstacks + 1));
   memcpy(tmp, cur, 8ull * nstacks);
   const struct ftsan_race_access *ra[2] = {&r.cur, &r.prev};
@@ -187,6 +187,16 @@ static int parse_race(const ftsan_trace *t, const ftsan_raw_record *rec, ftsan_s
     fa[i]->atomic = ra[i]->atomic;
     fa[i]->stack_full = ra[i]->stack_full;
     symbolize_stack(t, sym, stacks[i], ra[i]->stack_len, &fa[i]->stack);
+  }
+  const uint64_t *py_ids[2] = {tmp + r.cur.stack_len + r.prev.stack_len + r.alloc_stack_len,
+                               tmp + r.cur.stack_len + r.prev.stack_len + r.alloc_stack_len + r.cur_py_len};
+  uint32_t py_lens[2] = {r.cur_py_len, r.prev_py_len};
+  for (int i = 0; i < 2; i++) {
+    fa[i]->py = calloc(py_lens[i] + 1, sizeof(ftsan_pyframe));
+    for (uint32_t k = 0; k < py_lens[i]; k++) {
+      ftsan_pyframe *p = &fa[i]->py[fa[i]->npy];
+      if (ftsan_trace_pysite(t, py_ids[i][k], &p->file, &p->function, &p->line)) fa[i]->npy++;
+    }
   }
   f->alloc_tid = r.alloc_tid;
   symbolize_stack(t, sym, tmp + r.cur.stack_len + r.prev.stack_len, r.alloc_stack_len, &f->alloc);
@@ -205,12 +215,14 @@ static int parse_race(const ftsan_trace *t, const ftsan_raw_record *rec, ftsan_s
   char a[600], b[600];
   loc_str(f->cur.stack.n ? &f->cur.stack.locs[0] : NULL, a, sizeof a);
   loc_str(f->prev.stack.n ? &f->prev.stack.locs[0] : NULL, b, sizeof b);
-  if (strcmp(a, b) > 0) snprintf(f->key, sizeof f->key, "%u|%s|%s", f->kind, b, a);
-  else snprintf(f->key, sizeof f->key, "%u|%s|%s", f->kind, a, b);
+  if (strcmp(a, b) > 0) snprintf(f->key, sizeof f->key, "%u|%.590s|%.590s", f->kind, b, a);
+  else snprintf(f->key, sizeof f->key, "%u|%.590s|%.590s", f->kind, a, b);
   return 0;
 }
 
 static void free_finding(ftsan_finding *f) {
+  free(f->cur.py);
+  free(f->prev.py);
   free(f->alloc.locs);
   free(f->cur.stack.locs);
   free(f->prev.stack.locs);
@@ -305,6 +317,11 @@ static void print_access_text(FILE *o, const ftsan_finding *f, const ftsan_acces
   fprintf(o, "  %s of size %d at 0x%llx by thread T%u%s%s%s:\n", buf, a->size,
           (unsigned long long)f->addr, a->tid, name ? " '" : "", name ? name : "", name ? "'" : "");
   print_stack_text(o, &a->stack, TEXT_FRAMES);
+  if (a->npy) {
+    fprintf(o, "    Python %s:\n", previous ? "(the call into C that led to it)" : "stack");
+    for (int i = 0; i < a->npy; i++)
+      fprintf(o, "      #%d %s %s:%d\n", i, a->py[i].function, a->py[i].file, a->py[i].line);
+  }
 }
 
 static void print_thread_text(FILE *o, const ftsan_finding *f, uint32_t tid, ftsan_symbolizer *sym) {
@@ -396,6 +413,15 @@ static void print_access_json(FILE *o, const ftsan_finding *f, const ftsan_acces
           a->write ? "true" : "false", a->size, a->atomic ? "true" : "false",
           a->stack_full ? "true" : "false");
   print_stack_json(o, &a->stack);
+  fprintf(o, ", \"python_stack\": [");
+  for (int i = 0; i < a->npy; i++) {
+    fprintf(o, "%s{\"function\": ", i ? ", " : "");
+    json_str(o, a->py[i].function);
+    fprintf(o, ", \"file\": ");
+    json_str(o, a->py[i].file);
+    fprintf(o, ", \"line\": %d}", a->py[i].line);
+  }
+  fputc(']', o);
   fputc('}', o);
 }
 

@@ -21,10 +21,17 @@ typedef struct ftsan_stack {
   int n;
 } ftsan_stack;
 
+typedef struct ftsan_pyframe {
+  const char *file, *function; /* point into the trace */
+  int line;
+} ftsan_pyframe;
+
 typedef struct ftsan_access {
   uint32_t tid;
   int size, write, atomic, stack_full;
   ftsan_stack stack;
+  ftsan_pyframe *py;       /* Python frames, innermost first */
+  int npy;
 } ftsan_access;
 
 typedef struct ftsan_finding {

@@ -260,3 +260,22 @@ int ftsan_trace_list(const char *path, char ***files, char *err, size_t errlen) 
   *files = list;
   return (int)n;
 }
+
+int ftsan_trace_pysite(const ftsan_trace *t, uint64_t id, const char **file, const char **func, int *line) {
+  for (size_t i = 0; i < t->nrecords; i++) {
+    const ftsan_raw_record *r = &t->records[i];
+    if (r->kind != FTSAN_REC_PYSITE || r->size < sizeof(struct ftsan_rec_pysite)) continue;
+    struct ftsan_rec_pysite p;
+    memcpy(&p, r->data, sizeof p);
+    if (p.id != id) continue;
+    size_t room = r->size - sizeof p;
+    if (p.file_len == 0 || p.func_len == 0 || p.file_len > room || p.func_len > room - p.file_len) return 0;
+    const char *s = (const char *)r->data + sizeof p;
+    if (s[p.file_len - 1] != 0 || s[p.file_len + p.func_len - 1] != 0) return 0;
+    *file = s;
+    *func = s + p.file_len;
+    *line = (int)p.line;
+    return 1;
+  }
+  return 0;
+}

@@ -65,6 +65,9 @@ void ftsan_trace_free(ftsan_trace *t);
 /* The module containing pc, or NULL. */
 const ftsan_module *ftsan_trace_module_for(const ftsan_trace *t, uint64_t pc);
 const ftsan_thread_info *ftsan_trace_thread(const ftsan_trace *t, uint32_t tid);
+/* A Python line recorded as a PYSITE record: 1 and the fields, or 0 if the id is unknown.
+ * file and func point into the trace's bytes. */
+int ftsan_trace_pysite(const ftsan_trace *t, uint64_t id, const char **file, const char **func, int *line);
 
 /* Expands PATH (a trace file or a directory holding ftsan.*.trace files) into a sorted list
  * of file paths. Returns the count, or -1 with a message in err. */

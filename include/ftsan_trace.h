@@ -152,9 +152,12 @@ struct ftsan_rec_race {
   uint32_t type_name_len;   /* bytes of the type name including NUL, 0 if none */
   uint32_t alloc_tid;       /* HEAP: thread that allocated the block */
   uint32_t alloc_stack_len; /* HEAP: allocation stack (instrumented frames), 0 if unknown */
+  uint32_t cur_py_len;      /* Python frames of the current access (PYSITE ids) */
+  uint32_t prev_py_len;     /* Python frame that called into C before the previous access */
   uint32_t pad;
   /* uint64_t cur_stack[cur.stack_len]; uint64_t prev_stack[prev.stack_len];
-   * uint64_t alloc_stack[alloc_stack_len]; char type_name[type_name_len] */
+   * uint64_t alloc_stack[alloc_stack_len]; uint64_t cur_py[cur_py_len] (innermost first);
+   * uint64_t prev_py[prev_py_len]; char type_name[type_name_len] */
 };
 enum ftsan_finding_kind { FTSAN_FINDING_DATA_RACE = 1 };
 enum ftsan_mem_kind {

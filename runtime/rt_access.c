@@ -91,6 +91,9 @@ FTSAN_EXPORT void __ftsan_func_entry(void *caller_pc) {
   ftsan_thread *t = ftsan__thread();
   uint64_t pc = (uint64_t)(uintptr_t)caller_pc;
   ftsan__history_add(t, (pc & FTSAN_EV_PC_MASK) | (FTSAN_EV_TYPE_ENTRY << 62));
+  /* Entering instrumented code from outside (from Python): remember the Python line, so
+   * that a later report on an access made now can say where in Python it came from. */
+  if (t->depth == 0 && !t->ignore) ftsan__history_python_entry(t);
   if (FTSAN_LIKELY(t->depth < FTSAN_SHADOW_STACK)) t->stack[t->depth] = pc;
   t->depth++;
   if (FTSAN_UNLIKELY(t->ignore)) return;

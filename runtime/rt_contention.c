@@ -39,12 +39,10 @@ static FTSAN_TLS uint64_t sync_site; /* call site of the C-API wrapper running, 
 
 int ftsan__contention_on;           /* written once at init */
 
-/* Types and Python sites already written to the trace: global sets under one lock, reached
- * only on a thread's first sight of a type or site. */
+/* Types already written to the trace: a global set under one lock, reached only on a
+ * thread's first sight of a type. */
 static ftsan_spin seen_lock;
 static uint64_t *seen_types;        /* GLOBAL_TABLE entries, guarded by seen_lock */
-static uint64_t (*seen_sites)[2];   /* (code, offset) -> id, guarded by seen_lock */
-static uint64_t next_site_id = 1;   /* guarded by seen_lock */
 
 static uint64_t now_ns(void) {
   struct timespec ts;
@@ -117,55 +115,15 @@ static void write_type(uint64_t type) {
   ftsan__trace_write(buf, size);
 }
 
-/* The id of the Python line now running in this thread, 0 if none; new ones are resolved
- * (file, qualified name, line) and written as PYSITE records. */
+/* The id of the Python line now running in this thread, 0 if none; per-thread cache in
+ * front of the global interning in rt_pysite.c. */
 static uint64_t python_site(contention_state *s) {
   uintptr_t code;
   int offset;
   if (!ftsan__python_frame(&code, &offset)) return 0;
   pysite_cache_entry *c = &s->pysites[hash3(code, (uint64_t)offset, 0) & (PYSITE_CACHE - 1)];
   if (c->code == code && c->offset == offset) return c->id;
-  uint64_t id = 0;
-  int fresh = 0;
-  ftsan__spin_lock(&seen_lock);
-  if (!seen_sites) seen_sites = ftsan__map(sizeof(uint64_t[2]) * GLOBAL_TABLE);
-  if (seen_sites) {
-    uint64_t key = (uint64_t)code ^ ((uint64_t)offset << 48);
-    for (uint32_t i = 0; i < 64; i++) {
-      uint64_t *slot = seen_sites[(hash3(code, (uint64_t)offset, 1) + i) & (GLOBAL_TABLE - 1)];
-      if (slot[0] == key) {
-        id = slot[1];
-        break;
-      }
-      if (slot[0] == 0) {
-        slot[0] = key;
-        slot[1] = id = next_site_id++;
-        fresh = 1;
-        break;
-      }
-    }
-  }
-  ftsan__spin_unlock(&seen_lock);
-  if (fresh) {
-    char file[512], func[256];
-    int line = 0;
-    if (ftsan__python_resolve(code, offset, file, sizeof file, func, sizeof func, &line)) {
-      size_t fl = strlen(file) + 1, nl = strlen(func) + 1;
-      char buf[sizeof(struct ftsan_rec_pysite) + 512 + 256 + 8];
-      uint32_t size = (uint32_t)((sizeof(struct ftsan_rec_pysite) + fl + nl + 7) & ~7u);
-      memset(buf, 0, size);
-      struct ftsan_rec_pysite *r = (struct ftsan_rec_pysite *)buf;
-      r->h.kind = FTSAN_REC_PYSITE;
-      r->h.size = size;
-      r->id = id;
-      r->line = (uint32_t)(line > 0 ? line : 0);
-      r->file_len = (uint32_t)fl;
-      r->func_len = (uint32_t)nl;
-      memcpy(buf + sizeof *r, file, fl);
-      memcpy(buf + sizeof *r + fl, func, nl);
-      ftsan__trace_write(buf, size);
-    }
-  }
+  uint64_t id = ftsan__pysite(code, offset);
   c->code = code;
   c->offset = offset;
   c->id = id;

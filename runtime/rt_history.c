@@ -33,11 +33,14 @@ void ftsan__history_snapshot(ftsan_thread *t, uint64_t epoch) {
   __atomic_store_n(&s->epoch, 0, __ATOMIC_RELEASE);
   uint32_t d = t->depth < FTSAN_SHADOW_STACK ? t->depth : FTSAN_SHADOW_STACK;
   s->depth = t->depth;
+  s->py = t->last_py;
   memcpy(s->frames, t->stack, d * sizeof(uint64_t));
   __atomic_store_n(&s->epoch, epoch, __ATOMIC_RELEASE);
 }
 
-int ftsan__history_restore(ftsan_thread *t, uint64_t epoch, uint64_t *out, int max) {
+int ftsan__history_restore(ftsan_thread *t, uint64_t epoch, uint64_t *out, int max, uint64_t *py_out) {
+  uint64_t py = 0;
+  if (py_out) *py_out = 0;
   if (!t || !t->hist || !t->snaps || max <= 0) return 0;
   uint64_t now = __atomic_load_n(&t->epoch, __ATOMIC_ACQUIRE);
   if (epoch == 0 || epoch > now || now - epoch > t->hist_mask) return 0;
@@ -49,6 +52,7 @@ int ftsan__history_restore(ftsan_thread *t, uint64_t epoch, uint64_t *out, int m
   if (block != 0) {
     if (__atomic_load_n(&s->epoch, __ATOMIC_ACQUIRE) != block) return 0;
     depth = s->depth;
+    py = s->py;
     memcpy(stack, s->frames, (depth < FTSAN_SHADOW_STACK ? depth : FTSAN_SHADOW_STACK) * 8);
   }
   uint64_t pc = 0;
@@ -65,15 +69,28 @@ int ftsan__history_restore(ftsan_thread *t, uint64_t epoch, uint64_t *out, int m
       depth++;
     } else if (type == FTSAN_EV_TYPE_EXIT) {
       if (depth > 0) depth--;
+    } else if (type == FTSAN_EV_TYPE_PY) {
+      py = ev;
     }
   }
   /* The ring may have been overwritten while it was read. */
   now = __atomic_load_n(&t->epoch, __ATOMIC_ACQUIRE);
   if (now - epoch > t->hist_mask) return 0;
   if (block != 0 && __atomic_load_n(&s->epoch, __ATOMIC_ACQUIRE) != block) return 0;
+  if (py_out) *py_out = py;
   int n = 0;
   out[n++] = pc;
   uint32_t top = depth < FTSAN_SHADOW_STACK ? depth : FTSAN_SHADOW_STACK;
   for (uint32_t i = top; i > 0 && n < max; i--) out[n++] = stack[i - 1];
   return n;
+}
+
+void ftsan__history_python_entry(ftsan_thread *t) {
+  uintptr_t code;
+  int offset;
+  if (!ftsan__python_frame(&code, &offset)) return;
+  if (offset < 0 || offset >= (1 << 14)) offset = (1 << 14) - 1;
+  uint64_t ev = ((uint64_t)code & FTSAN_EV_PC_MASK) | ((uint64_t)offset << 48) | (FTSAN_EV_TYPE_PY << 62);
+  ftsan__history_add(t, ev);
+  t->last_py = ev;
 }

@@ -82,6 +82,7 @@ typedef struct ftsan_hist_snap {
   uint64_t epoch;                         /* first epoch of the block, 0 while unused */
   uint32_t depth;                         /* shadow stack depth at that point */
   uint32_t pad;
+  uint64_t py;                            /* the last FTSAN_EV_TYPE_PY event before it */
   uint64_t frames[FTSAN_SHADOW_STACK];
 } ftsan_hist_snap;
 
@@ -107,6 +108,7 @@ typedef struct ftsan_thread {
   uint32_t creation_depth;
   uint32_t pad1;
   uint64_t os_tid;
+  uint64_t last_py;                       /* the last FTSAN_EV_TYPE_PY event */
   uint64_t pthread;                       /* pthread_self() of the thread */
   uint64_t creation_stack[32];
   uint64_t stack[FTSAN_SHADOW_STACK];     /* return addresses, outermost first */
@@ -132,13 +134,16 @@ FTSAN_ALWAYS_INLINE ftsan_thread *ftsan__thread(void) {
 #define FTSAN_EV_TYPE_ACCESS 0ull
 #define FTSAN_EV_TYPE_ENTRY 1ull
 #define FTSAN_EV_TYPE_EXIT 2ull
+#define FTSAN_EV_TYPE_PY 3ull   /* the Python frame that called into instrumented code:
+                                 * code object in bits 0..47, bytecode offset in 48..61 */
 #define FTSAN_EV_PC_MASK ((1ull << 48) - 1)
 int ftsan__history_alloc(ftsan_thread *t);
 void ftsan__history_snapshot(ftsan_thread *t, uint64_t epoch);
+void ftsan__history_python_entry(ftsan_thread *t);
 /* Rebuilds the stack of thread t's access at epoch: writes up to max PCs (innermost first:
  * the access PC, then the return addresses of its callers) and returns how many, or 0 when
  * the history no longer holds that epoch. */
-int ftsan__history_restore(ftsan_thread *t, uint64_t epoch, uint64_t *out, int max);
+int ftsan__history_restore(ftsan_thread *t, uint64_t epoch, uint64_t *out, int max, uint64_t *py);
 
 /* Appends an event; returns its epoch. A new block starts with a snapshot of the shadow
  * stack as it was before the event. */
@@ -165,6 +170,12 @@ int ftsan__python_gil_enabled(void);      /* -1 unknown */
 void ftsan__python_init(void);
 /* The innermost Python frame of the calling thread: its code object and byte offset. */
 int ftsan__python_frame(uintptr_t *code, int *offset);
+/* The calling thread's Python frames, innermost first; returns how many. */
+int ftsan__python_stack(uintptr_t *codes, int *offsets, int max);
+/* The id of a Python line (rt_pysite.c), written to the trace the first time. */
+uint64_t ftsan__pysite(uintptr_t code, int offset);
+/* code still looks like a live code object (checked with safe reads). */
+int ftsan__python_is_code(uintptr_t code);
 /* File, qualified name and line of (code, offset); the thread must be attached. */
 int ftsan__python_resolve(uintptr_t code, int offset, char *file, size_t file_n, char *func,
                           size_t func_n, int *line);

@@ -99,23 +99,34 @@ static int frames_init(void) {
   return 1;
 }
 
-int ftsan__python_frame(uintptr_t *code, int *offset) {
+int ftsan__python_stack(uintptr_t *codes, int *offsets, int max) {
   if (frames_ok != 1 && frames_init() != 1) return 0;
   const char *ts = get_tstate();
   if (!ts) return 0;
+  int n = 0;
   const char *f = *(const char *const *)(ts + off_cur_frame);
-  for (int depth = 0; f && depth < 64; depth++, f = *(const char *const *)(f + off_prev)) {
+  for (int depth = 0; f && depth < 256 && n < max; depth++, f = *(const char *const *)(f + off_prev)) {
     if (*(const unsigned char *)(f + off_owner) == FRAME_OWNED_BY_CSTACK) continue;
     uintptr_t co = *(const uintptr_t *)(f + off_exec);
     if (!co || *(const uintptr_t *)(co + 24) != code_type) continue;
     uintptr_t ip = *(const uintptr_t *)(f + off_instr);
     uintptr_t start = co + off_code;
-    if (ip < start) return 0;
-    *code = co;
-    *offset = (int)(ip - start);
-    return 1;
+    if (ip < start) break;
+    codes[n] = co;
+    offsets[n] = (int)(ip - start);
+    n++;
   }
-  return 0;
+  return n;
+}
+
+int ftsan__python_frame(uintptr_t *code, int *offset) {
+  return ftsan__python_stack(code, offset, 1);
+}
+
+int ftsan__python_is_code(uintptr_t code) {
+  if (frames_ok != 1) return 0;
+  uintptr_t tp;
+  return ftsan__safe_read(&tp, code + 24, 8) == 0 && tp == code_type;
 }
 
 int ftsan__python_resolve(uintptr_t code, int offset, char *file, size_t file_n, char *func,

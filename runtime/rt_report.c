@@ -14,6 +14,7 @@
 #include <libunwind.h>
 
 #define MAX_STACK 64
+#define MAX_PY 32
 #define SEEN_SIZE (1u << 16)
 
 static uint64_t seen_pairs[SEEN_SIZE];  /* lock-free set of reported (pc, pc) pairs */
@@ -124,7 +125,8 @@ FTSAN_NOINLINE __attribute__((cold)) void ftsan__report_race(ftsan_thread *t, ui
   uint32_t otid = CELL_TID(old);
   ftsan_thread *ot = otid < FTSAN_MAX_THREADS ? __atomic_load_n(&ftsan__threads[otid], __ATOMIC_ACQUIRE) : NULL;
   uint64_t prev_stack[MAX_STACK];
-  int nprev = ftsan__history_restore(ot, CELL_EPOCH(old), prev_stack, MAX_STACK);
+  uint64_t prev_pyev = 0;
+  int nprev = ftsan__history_restore(ot, CELL_EPOCH(old), prev_stack, MAX_STACK, &prev_pyev);
   if (!set_insert(seen_pairs, mix(pc, nprev ? prev_stack[0] : 0))) {
     t->ignore--;
     return;
@@ -149,9 +151,29 @@ FTSAN_NOINLINE __attribute__((cold)) void ftsan__report_race(ftsan_thread *t, ui
     mem_kind = FTSAN_MEM_PYOBJECT;
   }
 
+  /* Python frames: the current thread's are walked now; the previous access has the frame
+   * that called into C, if its code object is still alive. */
+  uint64_t cur_py[MAX_PY], prev_py[1];
+  uint32_t ncur_py = 0, nprev_py = 0;
+  {
+    uintptr_t codes[MAX_PY];
+    int offsets[MAX_PY];
+    int n = ftsan__python_stack(codes, offsets, MAX_PY);
+    for (int i = 0; i < n; i++) {
+      uint64_t id = ftsan__pysite(codes[i], offsets[i]);
+      if (id) cur_py[ncur_py++] = id;
+    }
+    uintptr_t pcode = (uintptr_t)(prev_pyev & FTSAN_EV_PC_MASK);
+    if (prev_pyev && ftsan__python_is_code(pcode)) {
+      uint64_t id = ftsan__pysite(pcode, (int)((prev_pyev >> 48) & 0x3fff));
+      if (id) prev_py[nprev_py++] = id;
+    }
+  }
+
   size_t name_len = type_name[0] ? strlen(type_name) + 1 : 0;
-  uint32_t size = (uint32_t)((sizeof(struct ftsan_rec_race) + 8u * (ncur + nprev + nalloc) + name_len + 7) & ~7u);
-  char buf[sizeof(struct ftsan_rec_race) + 8 * (2 * MAX_STACK + FTSAN_HEAP_STACK) + 128 + 8];
+  uint32_t size = (uint32_t)((sizeof(struct ftsan_rec_race) + 8u * (ncur + nprev + nalloc + ncur_py + nprev_py) +
+                              name_len + 7) & ~7u);
+  char buf[sizeof(struct ftsan_rec_race) + 8 * (2 * MAX_STACK + FTSAN_HEAP_STACK + MAX_PY + 1) + 128 + 8];
   memset(buf, 0, size);
   struct ftsan_rec_race *r = (struct ftsan_rec_race *)buf;
   r->h.kind = FTSAN_REC_RACE;
@@ -172,7 +194,11 @@ FTSAN_NOINLINE __attribute__((cold)) void ftsan__report_race(ftsan_thread *t, ui
   memcpy(buf + sizeof *r, cur_stack, 8u * ncur);
   memcpy(buf + sizeof *r + 8u * ncur, prev_stack, 8u * nprev);
   if (nalloc) memcpy(buf + sizeof *r + 8u * (ncur + nprev), blk.stack, 8u * nalloc);
-  memcpy(buf + sizeof *r + 8u * (ncur + nprev + nalloc), type_name, name_len);
+  r->cur_py_len = ncur_py;
+  r->prev_py_len = nprev_py;
+  memcpy(buf + sizeof *r + 8u * (ncur + nprev + nalloc), cur_py, 8u * ncur_py);
+  memcpy(buf + sizeof *r + 8u * (ncur + nprev + nalloc + ncur_py), prev_py, 8u * nprev_py);
+  memcpy(buf + sizeof *r + 8u * (ncur + nprev + nalloc + ncur_py + nprev_py), type_name, name_len);
   ftsan__trace_write(buf, size);
   uint32_t nth = __atomic_add_fetch(&nfindings, 1, __ATOMIC_RELAXED);
   if (ftsan__opt.report_to_stderr && nth == 11)

@@ -13,6 +13,7 @@ volatile int ftsan__enabled = 1;
 void ftsan__warn(uint32_t code, const char *fmt, ...) { (void)code; (void)fmt; }
 void ftsan__log(const char *fmt, ...) { (void)fmt; }
 ftsan_thread *ftsan__thread_adopt(void) { return ftsan__cur; }
+int ftsan__python_frame(uintptr_t *code, int *offset) { (void)code; (void)offset; return 0; }
 
 static int races;
 static uint64_t race_old, race_cur;
@@ -178,20 +179,20 @@ TEST(history_rebuilds_the_stack_of_an_old_access) {
     t->depth--;
   }
   uint64_t out[8];
-  int n = ftsan__history_restore(t, e, out, 8);
+  int n = ftsan__history_restore(t, e, out, 8, NULL);
   CHECK_EQ(n, 3);
   CHECK_EQ(out[0], 0x700);
   CHECK_EQ(out[1], 0x600);
   CHECK_EQ(out[2], 0x500);
   /* an access in a later block, rebuilt from that block's snapshot */
   uint64_t late = ftsan__history_add(t, 0xa00);
-  n = ftsan__history_restore(t, late, out, 8);
+  n = ftsan__history_restore(t, late, out, 8, NULL);
   CHECK_EQ(n, 2);
   CHECK_EQ(out[0], 0xa00);
   CHECK_EQ(out[1], 0x500);
   /* an event that is not an access, or in the future, gives nothing */
-  CHECK_EQ(ftsan__history_restore(t, e + 1, out, 8), 0);
-  CHECK_EQ(ftsan__history_restore(t, t->epoch + 5, out, 8), 0);
+  CHECK_EQ(ftsan__history_restore(t, e + 1, out, 8, NULL), 0);
+  CHECK_EQ(ftsan__history_restore(t, t->epoch + 5, out, 8, NULL), 0);
 }
 
 TEST(history_forgets_overwritten_events) {
@@ -199,7 +200,7 @@ TEST(history_forgets_overwritten_events) {
   uint64_t first = ftsan__history_add(t, 0x700);
   for (uint64_t i = 0; i <= t->hist_mask; i++) ftsan__history_add(t, 0x900);
   uint64_t out[4];
-  CHECK_EQ(ftsan__history_restore(t, first, out, 4), 0);
+  CHECK_EQ(ftsan__history_restore(t, first, out, 4, NULL), 0);
 }
 
 int main(void) {

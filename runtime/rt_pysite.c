@@ -1,0 +1,61 @@
+/* rt_pysite.c: Python source lines as small ids: a (code object, bytecode offset) pair is
+ * resolved once, in the process while its thread runs it, to file, qualified name and line,
+ * written to the trace as a PYSITE record, and named by its id from then on (in REFCOUNT and
+ * LOCK entries, and in the Python stacks of race reports). */
+#include "rt_internal.h"
+
+#include <string.h>
+
+#define TABLE (1u << 15)
+
+static ftsan_spin lock;
+static uint64_t (*table)[2]; /* key (code ^ offset << 48) -> id; guarded by lock */
+static uint64_t next_id = 1; /* guarded by lock */
+
+static uint64_t hash(uint64_t a, uint64_t b) {
+  uint64_t h = a * 0x9E3779B97F4A7C15ull ^ (b + 0x632BE59BD9B4E019ull) * 0xC2B2AE3D27D4EB4Full;
+  return h ^ (h >> 29);
+}
+
+uint64_t ftsan__pysite(uintptr_t code, int offset) {
+  uint64_t id = 0;
+  int fresh = 0;
+  uint64_t key = (uint64_t)code ^ ((uint64_t)(uint32_t)offset << 48);
+  ftsan__spin_lock(&lock);
+  if (!table) table = ftsan__map(sizeof(uint64_t[2]) * TABLE);
+  if (table) {
+    for (uint32_t i = 0; i < 64; i++) {
+      uint64_t *slot = table[(hash(code, (uint64_t)offset) + i) & (TABLE - 1)];
+      if (slot[0] == key) {
+        id = slot[1];
+        break;
+      }
+      if (slot[0] == 0) {
+        slot[0] = key;
+        slot[1] = id = next_id++;
+        fresh = 1;
+        break;
+      }
+    }
+  }
+  ftsan__spin_unlock(&lock);
+  if (!fresh) return id;
+  char file[512], func[256];
+  int line = 0;
+  if (!ftsan__python_resolve(code, offset, file, sizeof file, func, sizeof func, &line)) return id;
+  size_t fl = strlen(file) + 1, nl = strlen(func) + 1;
+  char buf[sizeof(struct ftsan_rec_pysite) + 512 + 256 + 8];
+  uint32_t size = (uint32_t)((sizeof(struct ftsan_rec_pysite) + fl + nl + 7) & ~7u);
+  memset(buf, 0, size);
+  struct ftsan_rec_pysite *r = (struct ftsan_rec_pysite *)buf;
+  r->h.kind = FTSAN_REC_PYSITE;
+  r->h.size = size;
+  r->id = id;
+  r->line = (uint32_t)(line > 0 ? line : 0);
+  r->file_len = (uint32_t)fl;
+  r->func_len = (uint32_t)nl;
+  memcpy(buf + sizeof *r, file, fl);
+  memcpy(buf + sizeof *r + fl, func, nl);
+  ftsan__trace_write(buf, size);
+  return id;
+}
