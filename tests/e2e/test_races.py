@@ -131,6 +131,13 @@ class ReportDetails(unittest.TestCase):
         for th in f["threads"]:
             self.assertEqual(th["parent"], 0)
             self.assertTrue(any(fr["function"] == "PyThread_start_joinable_thread" for fr in th["created_at"]))
+        # both accesses say which Python line called into the extension; the current one
+        # has the whole Python stack, down to the thread's bootstrap in threading.py
+        for a in f["accesses"]:
+            self.assertEqual(os.path.basename(a["python_stack"][0]["file"]), "driver.py")
+            self.assertEqual(a["python_stack"][0]["line"], 16)
+            self.assertEqual(a["python_stack"][0]["function"], "worker")
+        self.assertIn("threading.py", f["accesses"][0]["python_stack"][-1]["file"])
         # the current access has the full C stack, down into the interpreter
         self.assertTrue(f["accesses"][0]["stack_complete"])
         self.assertTrue(any("python3" in os.path.basename(fr["module"]) for fr in f["accesses"][0]["stack"]))
