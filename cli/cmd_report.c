@@ -89,11 +89,7 @@ static void python_version_str(uint32_t v, char *buf, size_t n) {
   else snprintf(buf, n, "%u.%u.%u", v >> 24 & 0xff, v >> 16 & 0xff, v >> 8 & 0xff);
 }
 
-static int gil_was_enabled(const ftsan_trace *t) {
-  for (size_t w = 0; w < t->nwarnings; w++)
-    if (t->warnings[w].code == FTSAN_WARN_GIL_ENABLED) return 1;
-  return 0;
-}
+static int gil_was_enabled(const ftsan_trace *t) { return ftsan_trace_gil_enabled(t); }
 
 static void text_process(const ftsan_trace *t, ftsan_symbolizer *sym, int show_stats) {
   char ver[32];

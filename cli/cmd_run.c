@@ -191,8 +191,7 @@ int cmd_run(int argc, char **argv) {
     if (ftsan_trace_load(files[k], &loaded[traces], err, sizeof err) == 0) {
       ftsan_trace *t = &loaded[traces++];
       if (!t->complete) truncated++;
-      for (size_t w = 0; w < t->nwarnings; w++)
-        if (t->warnings[w].code == FTSAN_WARN_GIL_ENABLED) gil = 1;
+      if (ftsan_trace_gil_enabled(t)) gil = 1;
     } else {
       ftsan_trace_free(&loaded[traces]);
       if (!quiet) fprintf(stderr, "ftsan: %s\n", err);

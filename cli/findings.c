@@ -152,6 +152,7 @@ static int suppressed(const ftsan_suppressions *s, const ftsan_finding *f) {
 const char *ftsan_finding_kind_name(uint32_t kind) {
   switch (kind) {
   case FTSAN_FINDING_DATA_RACE: return "data-race";
+  case FTSAN_FINDING_GIL_ENABLED: return "gil-enabled";
   default: return "unknown";
   }
 }
@@ -186,6 +187,7 @@ static int parse_race(const ftsan_trace *t, const ftsan_raw_record *rec, ftsan_s
     fa[i]->write = ra[i]->write;
     fa[i]->atomic = ra[i]->atomic;
     fa[i]->stack_full = ra[i]->stack_full;
+    fa[i]->gilstate = (ra[i]->flags & FTSAN_ACC_GILSTATE) != 0;
     symbolize_stack(t, sym, stacks[i], ra[i]->stack_len, &fa[i]->stack);
   }
   const uint64_t *py_ids[2] = {tmp + r.cur.stack_len + r.prev.stack_len + r.alloc_stack_len,
@@ -220,6 +222,47 @@ static int parse_race(const ftsan_trace *t, const ftsan_raw_record *rec, ftsan_s
   return 0;
 }
 
+static int parse_gil_enabled(const ftsan_trace *t, const ftsan_raw_record *rec, ftsan_finding *f) {
+  struct ftsan_rec_gil_enabled r;
+  if (rec->size < sizeof r) return -1;
+  memcpy(&r, rec->data, sizeof r);
+  if (8ull * r.py_len + r.name_len + r.file_len > rec->size - sizeof r || r.py_len > 4096) return -1;
+  memset(f, 0, sizeof *f);
+  f->kind = FTSAN_FINDING_GIL_ENABLED;
+  f->trace = t;
+  f->count = 1;
+  f->cur.tid = r.tid;
+  const unsigned char *p = rec->data + sizeof r;
+  f->cur.py = calloc(r.py_len + 1, sizeof(ftsan_pyframe));
+  for (uint32_t k = 0; k < r.py_len; k++) {
+    uint64_t id;
+    memcpy(&id, p + 8 * k, 8);
+    ftsan_pyframe *py = &f->cur.py[f->cur.npy];
+    if (ftsan_trace_pysite(t, id, &py->file, &py->function, &py->line)) f->cur.npy++;
+  }
+  p += 8ull * r.py_len;
+  snprintf(f->module, sizeof f->module, "%.*s", (int)r.name_len, (const char *)p);
+  snprintf(f->module_file, sizeof f->module_file, "%.*s", (int)r.file_len, (const char *)p + r.name_len);
+  /* While the extension initializes it has no __file__ yet: take the loaded object whose
+   * file name is the module's last name component followed by a dot. */
+  if (!f->module_file[0]) {
+    const char *leaf = strrchr(f->module, '.');
+    leaf = leaf ? leaf + 1 : f->module;
+    size_t n = strlen(leaf);
+    for (size_t i = 0; i < t->nmodules; i++) {
+      const char *b = base(t->modules[i].path);
+      if (!strncmp(b, leaf, n) && b[n] == '.') {
+        snprintf(f->module_file, sizeof f->module_file, "%s", t->modules[i].path);
+        break;
+      }
+    }
+  }
+  snprintf(f->key, sizeof f->key, "%u|%u|%s", f->kind, t->header.pid, f->module);
+  return 0;
+}
+
+static int trace_gil_enabled(const ftsan_trace *t) { return ftsan_trace_gil_enabled(t); }
+
 static void free_finding(ftsan_finding *f) {
   free(f->cur.py);
   free(f->prev.py);
@@ -236,9 +279,15 @@ size_t ftsan_findings_collect(ftsan_trace *traces, size_t ntraces, ftsan_symboli
   for (size_t ti = 0; ti < ntraces; ti++) {
     ftsan_trace *t = &traces[ti];
     for (size_t i = 0; i < t->nrecords; i++) {
-      if (t->records[i].kind != FTSAN_REC_RACE) continue;
       ftsan_finding f;
-      if (parse_race(t, &t->records[i], sym, &f) != 0) continue;
+      if (t->records[i].kind == FTSAN_REC_RACE) {
+        if (parse_race(t, &t->records[i], sym, &f) != 0) continue;
+        f.gil_enabled_in_process = trace_gil_enabled(t);
+      } else if (t->records[i].kind == FTSAN_REC_GIL_ENABLED) {
+        if (parse_gil_enabled(t, &t->records[i], &f) != 0) continue;
+      } else {
+        continue;
+      }
       if (suppressed(supp, &f)) {
         nsup++;
         free_finding(&f);
@@ -317,6 +366,9 @@ static void print_access_text(FILE *o, const ftsan_finding *f, const ftsan_acces
   fprintf(o, "  %s of size %d at 0x%llx by thread T%u%s%s%s:\n", buf, a->size,
           (unsigned long long)f->addr, a->tid, name ? " '" : "", name ? name : "", name ? "'" : "");
   print_stack_text(o, &a->stack, TEXT_FRAMES);
+  if (a->gilstate)
+    fprintf(o, "    (made between PyGILState_Ensure and PyGILState_Release: in a free-threaded build they\n"
+               "     attach the thread and exclude nobody; protect the data with a PyMutex or a critical section)\n");
   if (a->npy) {
     fprintf(o, "    Python %s:\n", previous ? "(the call into C that led to it)" : "stack");
     for (int i = 0; i < a->npy; i++)
@@ -342,9 +394,41 @@ static void print_thread_text(FILE *o, const ftsan_finding *f, uint32_t tid, fts
   free(s.locs);
 }
 
+static void print_gil_enabled_text(FILE *o, const ftsan_finding *f) {
+  fprintf(o, "==================\n");
+  fprintf(o, "WARNING: ftsan: the GIL was enabled (pid=%u)\n", f->trace->header.pid);
+  fprintf(o, "  Importing module '%s'%s%s%s enabled the GIL for the rest of the process: the module does\n"
+             "  not declare Py_mod_gil = Py_MOD_GIL_NOT_USED. Threads no longer run in parallel, so\n"
+             "  races after this point may be hidden.\n",
+          f->module, f->module_file[0] ? " (" : "", f->module_file, f->module_file[0] ? ")" : "");
+  if (f->cur.npy) {
+    fprintf(o, "  Imported from (Python stack, thread T%u):\n", f->cur.tid);
+    for (int i = 0; i < f->cur.npy; i++)
+      fprintf(o, "    #%d %s %s:%d\n", i, f->cur.py[i].function, f->cur.py[i].file, f->cur.py[i].line);
+  }
+  fprintf(o, "  Fix: once the module is thread-safe, add {Py_mod_gil, Py_MOD_GIL_NOT_USED} to its\n"
+             "  PyModuleDef slots (PyUnstable_Module_SetGIL for single-phase init). To look for races\n"
+             "  meanwhile, run with PYTHON_GIL=0.\n");
+  const ftsan_pyframe *importer = NULL;
+  for (int i = 0; i < f->cur.npy && !importer; i++)
+    if (!strstr(f->cur.py[i].file, "<frozen") && !strstr(f->cur.py[i].file, "/importlib/"))
+      importer = &f->cur.py[i];
+  if (importer)
+    fprintf(o, "SUMMARY: ftsan: gil-enabled module '%s' imported at %s:%d\n", f->module, base(importer->file), importer->line);
+  else
+    fprintf(o, "SUMMARY: ftsan: gil-enabled module '%s'\n", f->module);
+  fprintf(o, "==================\n");
+}
+
 void ftsan_finding_print_text(FILE *o, const ftsan_finding *f, ftsan_symbolizer *sym) {
+  if (f->kind == FTSAN_FINDING_GIL_ENABLED) {
+    print_gil_enabled_text(o, f);
+    return;
+  }
   fprintf(o, "==================\n");
   fprintf(o, "WARNING: ftsan: data race (pid=%u)\n", f->trace->header.pid);
+  if (f->gil_enabled_in_process)
+    fprintf(o, "  NOTE: the GIL was enabled in this process (see the gil-enabled finding): other races may be hidden\n");
   print_access_text(o, f, &f->cur, 0);
   fprintf(o, "\n");
   print_access_text(o, f, &f->prev, 1);
@@ -413,7 +497,7 @@ static void print_access_json(FILE *o, const ftsan_finding *f, const ftsan_acces
           a->write ? "true" : "false", a->size, a->atomic ? "true" : "false",
           a->stack_full ? "true" : "false");
   print_stack_json(o, &a->stack);
-  fprintf(o, ", \"python_stack\": [");
+  fprintf(o, ", \"gilstate\": %s, \"python_stack\": [", a->gilstate ? "true" : "false");
   for (int i = 0; i < a->npy; i++) {
     fprintf(o, "%s{\"function\": ", i ? ", " : "");
     json_str(o, a->py[i].function);
@@ -425,11 +509,36 @@ static void print_access_json(FILE *o, const ftsan_finding *f, const ftsan_acces
   fputc('}', o);
 }
 
+static void print_pyframes_json(FILE *o, const ftsan_access *a) {
+  fputc('[', o);
+  for (int i = 0; i < a->npy; i++) {
+    fprintf(o, "%s{\"function\": ", i ? ", " : "");
+    json_str(o, a->py[i].function);
+    fprintf(o, ", \"file\": ");
+    json_str(o, a->py[i].file);
+    fprintf(o, ", \"line\": %d}", a->py[i].line);
+  }
+  fputc(']', o);
+}
+
 void ftsan_finding_print_json(FILE *o, const ftsan_finding *f, ftsan_symbolizer *sym) {
+  if (f->kind == FTSAN_FINDING_GIL_ENABLED) {
+    fprintf(o, "{\"kind\": \"gil-enabled\", \"pid\": %u, \"count\": %d, \"module\": ", f->trace->header.pid, f->count);
+    json_str(o, f->module);
+    fprintf(o, ", \"file\": ");
+    json_str(o, f->module_file);
+    fprintf(o, ", \"thread\": %u, \"python_stack\": ", f->cur.tid);
+    print_pyframes_json(o, &f->cur);
+    fprintf(o, ", \"accesses\": []}");
+    return;
+  }
   fprintf(o, "{\"kind\": ");
   json_str(o, ftsan_finding_kind_name(f->kind));
-  fprintf(o, ", \"pid\": %u, \"address\": \"0x%llx\", \"count\": %d, \"accesses\": [",
-          f->trace->header.pid, (unsigned long long)f->addr, f->count);
+  fprintf(o, ", \"pid\": %u, \"address\": \"0x%llx\", \"count\": %d, \"gil_enabled_in_process\": %s, "
+          "\"guarded_only_by_gilstate\": %s, \"accesses\": [",
+          f->trace->header.pid, (unsigned long long)f->addr, f->count,
+          f->gil_enabled_in_process ? "true" : "false",
+          f->cur.gilstate && f->prev.gilstate ? "true" : "false");
   print_access_json(o, f, &f->cur);
   fprintf(o, ", ");
   print_access_json(o, f, &f->prev);

@@ -29,6 +29,7 @@ typedef struct ftsan_pyframe {
 typedef struct ftsan_access {
   uint32_t tid;
   int size, write, atomic, stack_full;
+  int gilstate;            /* made between PyGILState_Ensure and PyGILState_Release */
   ftsan_stack stack;
   ftsan_pyframe *py;       /* Python frames, innermost first */
   int npy;
@@ -47,6 +48,9 @@ typedef struct ftsan_finding {
   int has_global;
   ftsan_data_sym global;   /* when the address is a static variable of a module */
   const ftsan_module *global_module;
+  char module[256];        /* gil-enabled: the module whose import enabled the GIL */
+  char module_file[512];
+  int gil_enabled_in_process;
   char key[1200];          /* deduplication key */
   int count;               /* records merged into this finding */
   int suppressed;
@@ -67,5 +71,8 @@ void ftsan_findings_free(ftsan_finding *f, size_t n);
 void ftsan_finding_print_text(FILE *o, const ftsan_finding *f, ftsan_symbolizer *sym);
 void ftsan_finding_print_json(FILE *o, const ftsan_finding *f, ftsan_symbolizer *sym);
 const char *ftsan_finding_kind_name(uint32_t kind);
+
+/* Finding kinds the CLI makes from other records than RACE. */
+#define FTSAN_FINDING_GIL_ENABLED 100
 
 #endif

@@ -176,6 +176,7 @@ int ftsan_trace_load(const char *path, ftsan_trace *t, char *err, size_t errlen)
     case FTSAN_REC_LOCK:
     case FTSAN_REC_TYPE:
     case FTSAN_REC_PYSITE:
+    case FTSAN_REC_GIL_ENABLED:
       GROW(t->records, t->nrecords, cap_rec);
       t->records[t->nrecords++] = (ftsan_raw_record){h.kind, h.size, r};
       break;
@@ -208,6 +209,14 @@ void ftsan_trace_free(ftsan_trace *t) {
   free(t->bytes);
   free(t->path);
   memset(t, 0, sizeof *t);
+}
+
+int ftsan_trace_gil_enabled(const ftsan_trace *t) {
+  for (size_t w = 0; w < t->nwarnings; w++)
+    if (t->warnings[w].code == FTSAN_WARN_GIL_ENABLED) return 1;
+  for (size_t i = 0; i < t->nrecords; i++)
+    if (t->records[i].kind == FTSAN_REC_GIL_ENABLED) return 1;
+  return 0;
 }
 
 const ftsan_module *ftsan_trace_module_for(const ftsan_trace *t, uint64_t pc) {

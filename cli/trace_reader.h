@@ -62,6 +62,8 @@ typedef struct ftsan_trace {
 /* Returns 0, or -1 with a one-line message (no trailing newline) in err. */
 int ftsan_trace_load(const char *path, ftsan_trace *out, char *err, size_t errlen);
 void ftsan_trace_free(ftsan_trace *t);
+/* The GIL was enabled during the run (an import enabled it, or it was found on at exit). */
+int ftsan_trace_gil_enabled(const ftsan_trace *t);
 /* The module containing pc, or NULL. */
 const ftsan_module *ftsan_trace_module_for(const ftsan_trace *t, uint64_t pc);
 const ftsan_thread_info *ftsan_trace_thread(const ftsan_trace *t, uint32_t tid);

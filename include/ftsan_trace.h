@@ -52,6 +52,7 @@ enum ftsan_rec_kind {
   FTSAN_REC_LOCK = 9,     /* struct ftsan_rec_lock + entries: lock contention */
   FTSAN_REC_TYPE = 10,    /* struct ftsan_rec_type + name: a type object's name */
   FTSAN_REC_PYSITE = 11,  /* struct ftsan_rec_pysite + file + function: a Python line */
+  FTSAN_REC_GIL_ENABLED = 12, /* struct ftsan_rec_gil_enabled: an import turned the GIL on */
 };
 
 /* FTSAN_REC_PROCESS: once, right after the header. */
@@ -138,9 +139,10 @@ struct ftsan_race_access {
   uint8_t atomic;
   uint8_t stack_full;       /* 1: full C stack (unwound); 0: instrumented frames only */
   uint32_t stack_len;       /* 0 when the stack was no longer in the thread's history */
-  uint32_t pad;
+  uint32_t flags;           /* FTSAN_ACC_* */
   uint64_t epoch;
 };
+#define FTSAN_ACC_GILSTATE 1u   /* made between PyGILState_Ensure and PyGILState_Release */
 struct ftsan_rec_race {
   struct ftsan_rec_header h;
   uint32_t kind;            /* FTSAN_FINDING_* */
@@ -238,6 +240,17 @@ struct ftsan_rec_pysite {
   uint32_t func_len;
   uint32_t pad;
   /* char file[file_len]; char func[func_len] (qualified name) */
+};
+
+/* FTSAN_REC_GIL_ENABLED: importing a module without Py_mod_gil = Py_MOD_GIL_NOT_USED
+ * enabled the GIL for the rest of the process (a finding: races may be hidden from then on). */
+struct ftsan_rec_gil_enabled {
+  struct ftsan_rec_header h;
+  uint32_t tid;
+  uint32_t py_len;          /* Python stack of the import (PYSITE ids, innermost first) */
+  uint32_t name_len;        /* module name including NUL */
+  uint32_t file_len;        /* module file including NUL ("" if unknown) */
+  /* uint64_t py[py_len]; char name[name_len]; char file[file_len] */
 };
 
 /* FTSAN_REC_END: the runtime shut down cleanly. */

@@ -186,15 +186,24 @@ FTSAN_EXPORT void __ftsan_PyMutex_Unlock(void *m) {
   real_PyMutex_Unlock(m);
 }
 
+/* No happens-before: in a free-threaded build these only attach the thread. The runtime
+ * remembers that accesses were made between them, so that a race on such accesses can say
+ * the programmer relied on them as a lock. */
 FTSAN_EXPORT int __ftsan_PyGILState_Ensure(void) {
   ENSURE_REAL(PyGILState_Ensure);
   sync_thread(CALLER_PC);
-  return real_PyGILState_Ensure();
+  int state = real_PyGILState_Ensure();
+  if (ftsan__enabled) ftsan__thread()->gilstate++;
+  return state;
 }
 
 FTSAN_EXPORT void __ftsan_PyGILState_Release(int state) {
   ENSURE_REAL(PyGILState_Release);
   sync_thread(CALLER_PC);
+  if (ftsan__enabled) {
+    ftsan_thread *t = ftsan__thread();
+    if (t->gilstate) t->gilstate--;
+  }
   real_PyGILState_Release(state);
 }
 

@@ -12,6 +12,8 @@
  * be relocated, the runtime warns once, naming what becomes invisible, and goes on. */
 #define _GNU_SOURCE 1
 #include "elf_lookup.h"
+
+#include <limits.h>
 #include "patch.h"
 #include "rt_clock.h"
 #include "rt_contention.h"
@@ -30,6 +32,17 @@ static void (*orig_cs_begin_slow)(void *c, void *m);
 static void (*orig_cs2_begin_slow)(void *c, void *m1, void *m2, int m1_locked);
 static void (*orig_pymutex_lock)(void *m);
 static FTSAN_TLS int in_cs_slow; /* the PyMutex_Lock inside a critical section's slow path */
+static int (*orig_check_gil)(void *module, void *name);
+
+/* Importing a module decides here whether the GIL must be enabled for it. */
+/* Importing an extension runs its init with the GIL enabled transiently (a count); this
+ * function then disables it again, or enables it for good (INT_MAX). */
+static int hook_check_gil(void *module, void *name) {
+  int before = ftsan__python_gil_state();
+  int rc = orig_check_gil(module, name);
+  if (before != INT_MAX && ftsan__python_gil_state() == INT_MAX) ftsan__report_gil_enabled(module, name);
+  return rc;
+}
 static void (*orig_cs_resume)(void *tstate);
 
 static ftsan_thread *hook_thread(void) {
@@ -166,6 +179,9 @@ void ftsan__hooks_init(void) {
           (void **)&orig_cs_suspend_all, "suspension of critical sections by blocking calls");
   install("_PyCriticalSection_Resume", (void *)hook_cs_resume, (void **)&orig_cs_resume,
           "resumption of suspended critical sections");
+  if (ftsan__python_free_threaded())
+    install("_PyImport_CheckGILForModule", (void *)hook_check_gil, (void **)&orig_check_gil,
+            "which import enabled the GIL");
   if (ftsan__contention_on) {
     install("_Py_DecRefShared", (void *)hook_decref_shared, (void **)&orig_decref_shared,
             "reference-count traffic of the interpreter");

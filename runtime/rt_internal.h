@@ -96,6 +96,7 @@ typedef struct ftsan_thread {
   uint64_t hist_mask;
   ftsan_hist_snap *snaps;                 /* one per history block */
   uint32_t depth;                         /* shadow stack depth (may exceed the array) */
+  uint32_t gilstate;                      /* PyGILState_Ensure calls not yet released */
   uint32_t sites_used;
   struct ftsan_site_slot *sites;          /* FTSAN_SITE_TABLE entries, or NULL */
   /* warm */
@@ -167,6 +168,7 @@ FTSAN_ALWAYS_INLINE void ftsan__stats_add(ftsan_thread *t, uint64_t pc, uint32_t
 uint32_t ftsan__python_version(void);     /* PY_VERSION_HEX, 0 if not python */
 int ftsan__python_free_threaded(void);
 int ftsan__python_gil_enabled(void);      /* -1 unknown */
+int ftsan__python_gil_state(void);        /* raw: 0, a transient count, INT_MAX (permanent) */
 void ftsan__python_init(void);
 /* The innermost Python frame of the calling thread: its code object and byte offset. */
 int ftsan__python_frame(uintptr_t *code, int *offset);
@@ -192,6 +194,8 @@ int ftsan__safe_read(void *dst, uintptr_t src, size_t n);
  * reads: its type's metatype is `type` or derives from it), else 0. */
 uint64_t ftsan__pyobject_type(uintptr_t addr);
 uint32_t ftsan__findings(void);          /* findings reported so far */
+/* Importing `module` (name: a str object) just enabled the GIL: write the finding. */
+void ftsan__report_gil_enabled(void *module, void *name);
 void ftsan__halt(int code) __attribute__((noreturn)); /* end the trace and _exit */
 void ftsan__hooks_init(void);              /* entry patches into the interpreter */
 

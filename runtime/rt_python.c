@@ -20,6 +20,7 @@ static int py_free_threaded;       /* written once at init */
 #define DO_VERSION 8
 #define DO_FREE_THREADED 16
 #define DO313_INTERPRETERS_HEAD 40
+#define DO313_GIL_STATE 120
 #define DO313_GIL_ENABLED 128
 
 static uint64_t read_u64(const char *p) {
@@ -39,17 +40,31 @@ void ftsan__python_init(void) {
 uint32_t ftsan__python_version(void) { return py_version; }
 int ftsan__python_free_threaded(void) { return py_free_threaded; }
 
+/* The raw `enabled` field of the GIL (3.13 free-threaded): 0 disabled, a small count while
+ * an extension's init runs with the GIL enabled transiently, INT_MAX once an import enabled
+ * it for good. -1 when unknown. */
+int ftsan__python_gil_state(void);
+
 int ftsan__python_gil_enabled(void) {
+  int st = ftsan__python_gil_state();
+  return st < 0 ? -1 : st != 0;
+}
+
+int ftsan__python_gil_state(void) {
   if (!runtime_addr) return -1;
   if (!py_free_threaded) return 1;
   if ((py_version >> 16) != 0x030d) return -1;
   uint64_t head_off = read_u64(runtime_addr + DO313_INTERPRETERS_HEAD);
   uint64_t enabled_off = read_u64(runtime_addr + DO313_GIL_ENABLED);
+  /* 3.13.5 leaves gil_runtime_state_enabled at 0; `enabled` is the first field of the
+   * interpreter's struct _gil_runtime_state in free-threaded builds (checked: it becomes
+   * INT_MAX when an import enables the GIL permanently). */
+  if (enabled_off == 0) enabled_off = read_u64(runtime_addr + DO313_GIL_STATE);
   const char *interp = (const char *)(uintptr_t)read_u64(runtime_addr + head_off);
   if (!interp || enabled_off == 0) return -1;
   int enabled;
   memcpy(&enabled, interp + enabled_off, sizeof enabled);
-  return enabled != 0;
+  return enabled < 0 ? 1 : enabled;
 }
 
 /* ---- the running Python line --------------------------------------------------------------

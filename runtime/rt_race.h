@@ -16,7 +16,7 @@ FTSAN_ALWAYS_INLINE void ftsan__check_granule(ftsan_thread *t, uintptr_t addr, u
   if (FTSAN_UNLIKELY(!cells)) return;
   uint32_t off = (uint32_t)(addr & 7);
   uint32_t size = 1u << log;
-  uint64_t cur = CELL_MAKE(e, t->tid, off, log, is_write, is_atomic);
+  uint64_t cur = CELL_MAKE(e, t->tid, off, log, is_write, is_atomic) | ((uint64_t)(t->gilstate != 0) << 61);
   int stored = 0;
   for (int i = 0; i < FTSAN_CELLS; i++) {
     uint64_t old = __atomic_load_n(&cells[i], __ATOMIC_RELAXED);

@@ -6,6 +6,7 @@
 #include "rt_race.h"
 
 #include <dlfcn.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -182,10 +183,11 @@ FTSAN_NOINLINE __attribute__((cold)) void ftsan__report_race(ftsan_thread *t, ui
   r->mem_kind = mem_kind;
   r->addr = addr;
   r->cur = (struct ftsan_race_access){t->tid, (uint8_t)(1u << CELL_LOG(cur)), (uint8_t)CELL_WRITE(cur),
-                                      (uint8_t)CELL_ATOMIC(cur), (uint8_t)full, (uint32_t)ncur, 0,
-                                      CELL_EPOCH(cur)};
+                                      (uint8_t)CELL_ATOMIC(cur), (uint8_t)full, (uint32_t)ncur,
+                                      CELL_GILSTATE(cur) ? FTSAN_ACC_GILSTATE : 0, CELL_EPOCH(cur)};
   r->prev = (struct ftsan_race_access){otid, (uint8_t)(1u << CELL_LOG(old)), (uint8_t)CELL_WRITE(old),
-                                       (uint8_t)CELL_ATOMIC(old), 0, (uint32_t)nprev, 0, CELL_EPOCH(old)};
+                                       (uint8_t)CELL_ATOMIC(old), 0, (uint32_t)nprev,
+                                       CELL_GILSTATE(old) ? FTSAN_ACC_GILSTATE : 0, CELL_EPOCH(old)};
   r->object_addr = obj;
   r->object_size = obj_size;
   r->type_name_len = (uint32_t)name_len;
@@ -209,5 +211,62 @@ FTSAN_NOINLINE __attribute__((cold)) void ftsan__report_race(ftsan_thread *t, ui
                1u << CELL_LOG(cur), (void *)addr, t->tid, CELL_WRITE(old) ? "a write" : "a read",
                otid);
   if (ftsan__opt.halt_on_error) ftsan__halt(ftsan__opt.exitcode);
+  t->ignore--;
+}
+
+/* ---- the GIL enabled by an import ---------------------------------------------------------
+ * Called from the patch on _PyImport_CheckGILForModule, in the importing thread, attached:
+ * the C API may be used to read the module's name and file. */
+void ftsan__report_gil_enabled(void *module, void *name) {
+  static const char *(*utf8)(void *);
+  static void *(*get_filename)(void *);
+  static void (*decref)(void *);
+  static void (*err_clear)(void);
+  if (!utf8) {
+    *(void **)&utf8 = dlsym(RTLD_DEFAULT, "PyUnicode_AsUTF8");
+    *(void **)&get_filename = dlsym(RTLD_DEFAULT, "PyModule_GetFilenameObject");
+    *(void **)&decref = dlsym(RTLD_DEFAULT, "Py_DecRef");
+    *(void **)&err_clear = dlsym(RTLD_DEFAULT, "PyErr_Clear");
+  }
+  if (!utf8 || !get_filename || !decref || !err_clear) return;
+  ftsan_thread *t = ftsan__thread();
+  t->ignore++;
+  char mod[256] = "?", file[512] = "";
+  const char *s = name ? utf8(name) : NULL;
+  if (s) snprintf(mod, sizeof mod, "%s", s);
+  void *fobj = module ? get_filename(module) : NULL;
+  if (fobj) {
+    const char *f = utf8(fobj);
+    if (f) snprintf(file, sizeof file, "%s", f);
+    decref(fobj);
+  }
+  err_clear();
+  uintptr_t codes[MAX_PY];
+  int offsets[MAX_PY];
+  uint64_t ids[MAX_PY];
+  uint32_t nids = 0;
+  int n = ftsan__python_stack(codes, offsets, MAX_PY);
+  for (int i = 0; i < n; i++) {
+    uint64_t id = ftsan__pysite(codes[i], offsets[i]);
+    if (id) ids[nids++] = id;
+  }
+  size_t nl = strlen(mod) + 1, fl = strlen(file) + 1;
+  char buf[sizeof(struct ftsan_rec_gil_enabled) + 8 * MAX_PY + 256 + 512 + 8];
+  uint32_t size = (uint32_t)((sizeof(struct ftsan_rec_gil_enabled) + 8u * nids + nl + fl + 7) & ~7u);
+  memset(buf, 0, size);
+  struct ftsan_rec_gil_enabled *r = (struct ftsan_rec_gil_enabled *)buf;
+  r->h.kind = FTSAN_REC_GIL_ENABLED;
+  r->h.size = size;
+  r->tid = t->tid;
+  r->py_len = nids;
+  r->name_len = (uint32_t)nl;
+  r->file_len = (uint32_t)fl;
+  memcpy(buf + sizeof *r, ids, 8u * nids);
+  memcpy(buf + sizeof *r + 8u * nids, mod, nl);
+  memcpy(buf + sizeof *r + 8u * nids + nl, file, fl);
+  ftsan__trace_write(buf, size);
+  __atomic_add_fetch(&nfindings, 1, __ATOMIC_RELAXED);
+  ftsan__log("ftsan: importing module '%s' enabled the GIL (it does not declare Py_mod_gil = "
+             "Py_MOD_GIL_NOT_USED): races may be hidden from now on (details: ftsan report)", mod);
   t->ignore--;
 }

@@ -12,7 +12,8 @@
  *   bits 54..56 offset of the first byte in the granule
  *   bits 57..58 log2 of the size (1, 2, 4, 8 bytes)
  *   bit  59     write
- *   bit  60     atomic */
+ *   bit  60     atomic
+ *   bit  61     made between PyGILState_Ensure and PyGILState_Release (report detail only) */
 #define FTSAN_CELLS 4
 #define FTSAN_EPOCH_BITS 42
 #define FTSAN_EPOCH_MASK ((1ull << FTSAN_EPOCH_BITS) - 1)
@@ -22,6 +23,7 @@
 #define CELL_LOG(c) ((uint32_t)((c) >> 57) & 3)
 #define CELL_WRITE(c) (((c) >> 59) & 1)
 #define CELL_ATOMIC(c) (((c) >> 60) & 1)
+#define CELL_GILSTATE(c) (((c) >> 61) & 1)
 #define CELL_MAKE(epoch, tid, off, log, w, a)                                           \
   (((uint64_t)(epoch) & FTSAN_EPOCH_MASK) | ((uint64_t)(tid) << 42) |                  \
    ((uint64_t)(off) << 54) | ((uint64_t)(log) << 57) | ((uint64_t)(w) << 59) |         \

@@ -1,0 +1,106 @@
+"""End-to-end tests of the Python-aware findings: an import that enables the GIL is a finding
+of its own (module, file, the Python line that imported it) and every race report of that
+process says races may be hidden; races on data guarded only by PyGILState_Ensure/Release
+say so."""
+import os
+import shutil
+import subprocess
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from ftsan_testlib import FTSAN, PYTHON, TESTDATA, build_extension, ftsan_run, report_json, tempdir  # noqa: E402
+
+GIL = os.path.join(TESTDATA, "gil")
+RACES = os.path.join(TESTDATA, "races")
+
+
+class GilEnabled(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.work = tempdir()
+        for v in ("required", "declared"):
+            build_extension(os.path.join(GIL, "gil_%s.c" % v), cls.work)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.work, ignore_errors=True)
+
+    def run_driver(self, module):
+        out = os.path.join(self.work, module)
+        r = ftsan_run([PYTHON, os.path.join(GIL, "driver.py"), module], out, env={"PYTHONPATH": self.work})
+        return r, out
+
+    def test_import_without_py_mod_gil_is_a_finding(self):
+        r, out = self.run_driver("gil_required")
+        self.assertEqual(r.returncode, 66, r.stderr)
+        self.assertIn("gil_enabled=True", r.stdout)
+        self.assertIn("importing module 'gil_required' enabled the GIL", r.stderr)
+        self.assertIn("the GIL was enabled during the run", r.stderr)
+        rep = report_json(out)
+        self.assertEqual(len(rep["findings"]), 1)
+        f = rep["findings"][0]
+        self.assertEqual(f["kind"], "gil-enabled")
+        self.assertEqual(f["module"], "gil_required")
+        self.assertTrue(os.path.basename(f["file"]).startswith("gil_required."), f["file"])
+        user = [fr for fr in f["python_stack"] if os.path.basename(fr["file"]) == "driver.py"]
+        self.assertEqual((user[0]["function"], user[0]["line"]), ("load", 7))
+        self.assertTrue(rep["processes"][0]["gil_enabled"])
+        text = subprocess.run([FTSAN, "report", out], capture_output=True, text=True).stdout
+        self.assertIn("WARNING: ftsan: the GIL was enabled", text)
+        self.assertIn("SUMMARY: ftsan: gil-enabled module 'gil_required' imported at driver.py:7", text)
+        self.assertIn("GIL ENABLED (races may be hidden)", text)
+
+    def test_module_declaring_py_mod_gil_is_clean(self):
+        r, out = self.run_driver("gil_declared")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("gil_enabled=False", r.stdout)
+        rep = report_json(out)
+        self.assertEqual(rep["findings"], [])
+        self.assertFalse(rep["processes"][0]["gil_enabled"])
+
+    def test_races_after_the_gil_was_enabled_carry_a_note(self):
+        # PYTHON_GIL=0 is not set: a racy module imported after gil_required runs with the
+        # GIL and may or may not race; whatever it reports must carry the note.
+        build_extension(os.path.join(RACES, "static_counter", "static_counter_buggy.c"), self.work)
+        out = os.path.join(self.work, "both")
+        code = ("import gil_required, threading, static_counter_buggy as m\n"
+                "ts = [threading.Thread(target=lambda: [m.bump() for _ in range(20000)]) for _ in range(4)]\n"
+                "[t.start() for t in ts]; [t.join() for t in ts]\n")
+        r = ftsan_run([PYTHON, "-c", code], out, env={"PYTHONPATH": self.work})
+        self.assertEqual(r.returncode, 66, r.stderr)
+        rep = report_json(out)
+        races = [f for f in rep["findings"] if f["kind"] == "data-race"]
+        for f in races:
+            self.assertTrue(f["gil_enabled_in_process"])
+
+
+class GilStateAsMutex(unittest.TestCase):
+    def test_race_under_gilstate_says_it_is_not_a_lock(self):
+        work = tempdir()
+        try:
+            case = "gilstate_mutex"
+            build_extension(os.path.join(RACES, case, case + "_buggy.c"), work)
+            out = os.path.join(work, "out")
+            r = ftsan_run([PYTHON, os.path.join(RACES, case, "driver.py"), case + "_buggy"], out,
+                          env={"PYTHONPATH": work})
+            self.assertEqual(r.returncode, 66, r.stderr)
+            rep = report_json(out)
+            self.assertTrue(rep["findings"])
+            for f in rep["findings"]:
+                self.assertTrue(f["guarded_only_by_gilstate"], f["accesses"][0]["stack"][0])
+                self.assertTrue(all(a["gilstate"] for a in f["accesses"]))
+            text = subprocess.run([FTSAN, "report", out], capture_output=True, text=True).stdout
+            self.assertIn("made between PyGILState_Ensure and PyGILState_Release", text)
+            # the fixed twin (a PyMutex inside the same GILState calls) is clean
+            build_extension(os.path.join(RACES, case, case + "_fixed.c"), work)
+            out = os.path.join(work, "fixed")
+            r = ftsan_run([PYTHON, os.path.join(RACES, case, "driver.py"), case + "_fixed"], out,
+                          env={"PYTHONPATH": work})
+            self.assertEqual(r.returncode, 0, r.stderr)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
