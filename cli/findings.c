@@ -390,8 +390,16 @@ static void print_thread_text(FILE *o, const ftsan_finding *f, uint32_t tid, fts
           (unsigned long long)ti->os_tid, ti->parent_tid);
   ftsan_stack s;
   symbolize_stack(f->trace, sym, ti->stack, ti->stack_len, &s);
-  print_stack_text(o, &s, 8);
+  print_stack_text(o, &s, ti->py_len ? 4 : 8); /* for Python threads the Python stack says more */
   free(s.locs);
+  int shown = 0;
+  for (uint32_t i = 0; i < ti->py_len; i++) {
+    const char *file, *func;
+    int line;
+    if (!ftsan_trace_pysite(f->trace, ti->py[i], &file, &func, &line)) continue;
+    if (!shown++) fprintf(o, "    Python:\n");
+    fprintf(o, "      #%d %s %s:%d\n", shown - 1, func, file, line);
+  }
 }
 
 static void print_gil_enabled_text(FILE *o, const ftsan_finding *f) {
@@ -578,6 +586,19 @@ void ftsan_finding_print_json(FILE *o, const ftsan_finding *f, ftsan_symbolizer 
     if (ti) symbolize_stack(f->trace, sym, ti->stack, ti->stack_len, &s);
     print_stack_json(o, &s);
     free(s.locs);
+    fprintf(o, ", \"created_at_python\": [");
+    int shown = 0;
+    for (uint32_t k = 0; ti && k < ti->py_len; k++) {
+      const char *file, *func;
+      int line;
+      if (!ftsan_trace_pysite(f->trace, ti->py[k], &file, &func, &line)) continue;
+      fprintf(o, "%s{\"function\": ", shown++ ? ", " : "");
+      json_str(o, func);
+      fprintf(o, ", \"file\": ");
+      json_str(o, file);
+      fprintf(o, ", \"line\": %d}", line);
+    }
+    fputc(']', o);
     fputc('}', o);
   }
   fprintf(o, "]}");

@@ -128,7 +128,7 @@ int ftsan_trace_load(const char *path, ftsan_trace *t, char *err, size_t errlen)
       struct ftsan_rec_thread th;
       if (rs < sizeof th) return fail(err, errlen, "%s: corrupt thread record", path);
       memcpy(&th, r, sizeof th);
-      if ((uint64_t)th.stack_len * 8 > rs - sizeof th)
+      if (((uint64_t)th.stack_len + th.py_len) * 8 > rs - sizeof th)
         return fail(err, errlen, "%s: corrupt thread record", path);
       GROW(t->threads, t->nthreads, cap_thr);
       ftsan_thread_info *ti = &t->threads[t->nthreads++];
@@ -138,7 +138,11 @@ int ftsan_trace_load(const char *path, ftsan_trace *t, char *err, size_t errlen)
       ti->stack_len = th.stack_len;
       ti->stack = malloc(8 * (th.stack_len + 1));
       if (ti->stack) memcpy(ti->stack, r + sizeof th, 8 * th.stack_len);
-      ti->name = dup_str(r + sizeof th + 8 * th.stack_len, rs - sizeof th - 8 * th.stack_len);
+      ti->py_len = th.py_len;
+      ti->py = malloc(8 * (th.py_len + 1));
+      if (ti->py) memcpy(ti->py, r + sizeof th + 8 * th.stack_len, 8 * th.py_len);
+      size_t skip = sizeof th + 8 * ((size_t)th.stack_len + th.py_len);
+      ti->name = dup_str(r + skip, rs - skip);
       break;
     }
     case FTSAN_REC_SITE_STATS: {
@@ -197,6 +201,7 @@ void ftsan_trace_free(ftsan_trace *t) {
   for (size_t i = 0; i < t->nthreads; i++) {
     free(t->threads[i].name);
     free(t->threads[i].stack);
+    free(t->threads[i].py);
   }
   for (size_t i = 0; i < t->nwarnings; i++) free(t->warnings[i].msg);
   free(t->modules);

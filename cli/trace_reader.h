@@ -21,6 +21,8 @@ typedef struct ftsan_thread_info {
   char *name;
   uint64_t *stack;
   uint32_t stack_len;
+  uint64_t *py;             /* PYSITE ids of the Python stack that started it */
+  uint32_t py_len;
 } ftsan_thread_info;
 
 typedef struct ftsan_site {

@@ -87,9 +87,12 @@ struct ftsan_rec_thread {
   uint32_t tid;             /* ftsan thread id, dense from 0 */
   uint32_t parent_tid;      /* creating thread, UINT32_MAX for the main thread */
   uint64_t os_tid;          /* gettid() */
-  uint32_t name_len;        /* bytes of name including NUL */
+  uint32_t name_len;        /* bytes of name including NUL: threading.Thread's name if the
+                             * thread was started from Python, else the OS thread name */
   uint32_t stack_len;       /* number of creation-stack PCs, innermost first */
-  /* uint64_t stack[stack_len]; char name[name_len] */
+  uint32_t py_len;          /* Python stack of the creation (PYSITE ids, innermost first) */
+  uint32_t pad;
+  /* uint64_t stack[stack_len]; uint64_t py[py_len]; char name[name_len] */
 };
 
 /* FTSAN_REC_SITE_STATS: event counts per instrumented code site, from one thread. */

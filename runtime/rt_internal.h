@@ -112,6 +112,9 @@ typedef struct ftsan_thread {
   uint64_t last_py;                       /* the last FTSAN_EV_TYPE_PY event */
   uint64_t pthread;                       /* pthread_self() of the thread */
   uint64_t creation_stack[32];
+  uint64_t creation_py[16];               /* PYSITE ids of the Python stack that started it */
+  uint32_t creation_py_len;
+  char pyname[64];                        /* threading.Thread name, "" if unknown */
   uint64_t stack[FTSAN_SHADOW_STACK];     /* return addresses, outermost first */
 } ftsan_thread;
 
@@ -176,6 +179,8 @@ int ftsan__python_frame(uintptr_t *code, int *offset);
 int ftsan__python_stack(uintptr_t *codes, int *offsets, int max);
 /* The id of a Python line (rt_pysite.c), written to the trace the first time. */
 uint64_t ftsan__pysite(uintptr_t code, int offset);
+/* Called in the thread that runs Thread.start(): the started Thread's name. */
+int ftsan__python_thread_name(char *name, size_t n);
 /* code still looks like a live code object (checked with safe reads). */
 int ftsan__python_is_code(uintptr_t code);
 /* File, qualified name and line of (code, offset); the thread must be attached. */

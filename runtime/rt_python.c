@@ -75,6 +75,7 @@ int ftsan__python_gil_state(void) {
 #define DO313_IF_PREVIOUS 232
 #define DO313_IF_EXECUTABLE 240
 #define DO313_IF_INSTR_PTR 248
+#define DO313_IF_LOCALSPLUS 256
 #define DO313_IF_OWNER 264
 #define DO313_CO_FILENAME 280
 #define DO313_CO_QUALNAME 296
@@ -85,7 +86,11 @@ static void *(*get_tstate)(void);
 static int (*addr2line)(void *code, int offset);
 static const char *(*unicode_utf8)(void *s);
 static uintptr_t code_type;
-static uint64_t off_cur_frame, off_prev, off_exec, off_instr, off_owner, off_file, off_qual, off_code;
+static uint64_t off_cur_frame, off_prev, off_exec, off_instr, off_owner, off_file, off_qual, off_code,
+    off_locals;
+static void *(*getattr_string)(void *o, const char *name);
+static void (*py_decref)(void *o);
+static void (*err_clear)(void);
 static int frames_ok = -1; /* -1 not set up yet, 0 unsupported, 1 supported */
 
 static int frames_init(void) {
@@ -110,6 +115,10 @@ static int frames_init(void) {
   off_file = read_u64(runtime_addr + DO313_CO_FILENAME);
   off_qual = read_u64(runtime_addr + DO313_CO_QUALNAME);
   off_code = read_u64(runtime_addr + DO313_CO_CODE_ADAPTIVE);
+  off_locals = read_u64(runtime_addr + DO313_IF_LOCALSPLUS);
+  *(void **)&getattr_string = dlsym(RTLD_DEFAULT, "PyObject_GetAttrString");
+  *(void **)&py_decref = dlsym(RTLD_DEFAULT, "Py_DecRef");
+  *(void **)&err_clear = dlsym(RTLD_DEFAULT, "PyErr_Clear");
   frames_ok = 1;
   return 1;
 }
@@ -153,4 +162,34 @@ int ftsan__python_resolve(uintptr_t code, int offset, char *file, size_t file_n,
   snprintf(func, func_n, "%s", qn ? qn : "?");
   *line = addr2line((void *)code, offset);
   return 1;
+}
+
+/* threading.Thread.start() is on the calling thread's Python stack when it creates the OS
+ * thread: its first local is the Thread, whose _name is the name users gave it. */
+int ftsan__python_thread_name(char *name, size_t n) {
+  if (frames_ok != 1 && frames_init() != 1) return 0;
+  if (!getattr_string || !py_decref || !err_clear) return 0;
+  const char *ts = get_tstate();
+  if (!ts) return 0;
+  const char *f = *(const char *const *)(ts + off_cur_frame);
+  for (int depth = 0; f && depth < 16; depth++, f = *(const char *const *)(f + off_prev)) {
+    if (*(const unsigned char *)(f + off_owner) == FRAME_OWNED_BY_CSTACK) continue;
+    uintptr_t co = *(const uintptr_t *)(f + off_exec);
+    if (!co || *(const uintptr_t *)(co + 24) != code_type) continue;
+    const char *qn = unicode_utf8(*(void **)(co + off_qual));
+    if (!qn || strcmp(qn, "Thread.start") != 0) continue;
+    void *self = *(void *const *)(f + off_locals);
+    if (!self) return 0;
+    void *nm = getattr_string(self, "_name");
+    if (!nm) {
+      err_clear();
+      return 0;
+    }
+    const char *s = unicode_utf8(nm);
+    if (s) snprintf(name, n, "%s", s);
+    else err_clear();
+    py_decref(nm);
+    return s != NULL;
+  }
+  return 0;
 }

@@ -93,10 +93,12 @@ ftsan_thread *ftsan__thread_adopt(void) {
 
 static void write_thread_record(ftsan_thread *t) {
   char name[64] = "";
-  pthread_getname_np(pthread_self(), name, sizeof name);
+  if (t->pyname[0]) snprintf(name, sizeof name, "%s", t->pyname);
+  else if (t->pthread) pthread_getname_np((pthread_t)t->pthread, name, sizeof name);
   size_t name_len = strlen(name) + 1;
-  uint32_t size = (uint32_t)((sizeof(struct ftsan_rec_thread) + 8u * t->creation_depth + name_len + 7) & ~7u);
-  char buf[sizeof(struct ftsan_rec_thread) + 8 * 32 + 64 + 8];
+  uint32_t npy = t->creation_py_len;
+  uint32_t size = (uint32_t)((sizeof(struct ftsan_rec_thread) + 8u * (t->creation_depth + npy) + name_len + 7) & ~7u);
+  char buf[sizeof(struct ftsan_rec_thread) + 8 * (32 + 16) + 64 + 8];
   memset(buf, 0, size);
   struct ftsan_rec_thread *r = (struct ftsan_rec_thread *)buf;
   r->h.kind = FTSAN_REC_THREAD;
@@ -106,8 +108,10 @@ static void write_thread_record(ftsan_thread *t) {
   r->os_tid = t->os_tid;
   r->name_len = (uint32_t)name_len;
   r->stack_len = t->creation_depth;
+  r->py_len = npy;
   memcpy(buf + sizeof *r, t->creation_stack, 8u * t->creation_depth);
-  memcpy(buf + sizeof *r + 8u * t->creation_depth, name, name_len);
+  memcpy(buf + sizeof *r + 8u * t->creation_depth, t->creation_py, 8u * npy);
+  memcpy(buf + sizeof *r + 8u * (t->creation_depth + npy), name, name_len);
   ftsan__trace_write(buf, size);
 }
 
@@ -165,6 +169,19 @@ FTSAN_EXPORT int pthread_create(pthread_t *th, const pthread_attr_t *attr, void 
   struct start_args *a = t ? ftsan__alloc(sizeof *a) : NULL;
   if (!a) return real_pthread_create(th, attr, fn, arg);
   capture_creation_stack(parent, t, 1);
+  /* Started from Python: the Thread's name and the Python stack that started it. */
+  if (ftsan__python_version()) {
+    parent->ignore++;
+    ftsan__python_thread_name(t->pyname, sizeof t->pyname);
+    uintptr_t codes[16];
+    int offsets[16];
+    int n = ftsan__python_stack(codes, offsets, 16);
+    for (int i = 0; i < n; i++) {
+      uint64_t id = ftsan__pysite(codes[i], offsets[i]);
+      if (id) t->creation_py[t->creation_py_len++] = id;
+    }
+    parent->ignore--;
+  }
   /* Everything the parent did so far happens before everything the child does. */
   if (t->vc && parent->vc) ftsan__clock_inherit(t, parent);
   a->fn = fn;

@@ -127,9 +127,14 @@ class ReportDetails(unittest.TestCase):
             self.assertFalse(a["atomic"])
             self.assertEqual(a["stack"][0]["function"], "bump")
         self.assertNotEqual(f["accesses"][0]["thread"], f["accesses"][1]["thread"])
-        # the racing threads were created by the main thread, and we know where
+        # the racing threads were created by the main thread, and we know where, in C and
+        # in Python, and what threading.Thread called them
+        for a in f["accesses"]:
+            self.assertRegex(a["thread_name"], r"^Thread-\d+ \(worker\)$")
         for th in f["threads"]:
             self.assertEqual(th["parent"], 0)
+            self.assertEqual(th["created_at_python"][0]["function"], "Thread.start")
+            self.assertEqual(os.path.basename(th["created_at_python"][-1]["file"]), "driver.py")
             self.assertTrue(any(fr["function"] == "PyThread_start_joinable_thread" for fr in th["created_at"]))
         # both accesses say which Python line called into the extension; the current one
         # has the whole Python stack, down to the thread's bootstrap in threading.py
@@ -172,11 +177,12 @@ class ReportDetails(unittest.TestCase):
         r, out = self.run_buggy("static_counter", "text")
         rep = subprocess.run([FTSAN, "report", out], capture_output=True, text=True).stdout
         self.assertIn("WARNING: ftsan: data race", rep)
-        self.assertRegex(rep, r"(Read|Write) of size 8 at 0x[0-9a-f]+ by thread T\d+:")
-        self.assertRegex(rep, r"Previous (read|write) of size 8 at 0x[0-9a-f]+ by thread T\d+:")
+        self.assertRegex(rep, r"(Read|Write) of size 8 at 0x[0-9a-f]+ by thread T\d+ 'Thread-\d+ \(worker\)':")
+        self.assertRegex(rep, r"Previous (read|write) of size 8 at 0x[0-9a-f]+ by thread T\d+ 'Thread-\d+ \(worker\)':")
+        self.assertRegex(rep, r"Python stack:\n      #0 worker \S*driver\.py:16")
         self.assertRegex(rep, r"#0 bump \S*static_counter_buggy\.c:10 ")
         self.assertIn("Location is global 'counter' of size 8", rep)
-        self.assertRegex(rep, r"Thread T\d+ \(tid=\d+\) created by thread T0 at:")
+        self.assertRegex(rep, r"Thread T\d+ 'Thread-\d+ \(worker\)' \(tid=\d+\) created by thread T0 at:")
         self.assertIn("SUMMARY: ftsan: data race static_counter_buggy.c:10 in bump", rep)
 
     def test_halt_on_error_stops_at_the_first_race(self):
