@@ -5,17 +5,16 @@
 
 #define CALLER_PC ((uint64_t)(uintptr_t)__builtin_return_address(0))
 
-/* Splits an access into granule-sized pieces; most accesses are aligned and take the first
- * branch. */
-FTSAN_ALWAYS_INLINE void access(uint64_t pc, uintptr_t addr, size_t size, int is_write,
-                                int is_atomic) {
+/* The general path: any size and alignment, first use of a thread or of a shadow chunk,
+ * history block boundaries, statistics. Splits an access into granule-sized pieces. */
+static FTSAN_NOINLINE void access_slow(uint64_t pc, uintptr_t addr, size_t size, int is_write,
+                                       int is_atomic) {
   if (FTSAN_UNLIKELY(!ftsan__race_on)) return;
   ftsan_thread *t = ftsan__thread();
   if (FTSAN_UNLIKELY(t->ignore)) return;
   ftsan__stats_add(t, pc, is_atomic ? FTSAN_EV_ATOMIC : is_write ? FTSAN_EV_WRITE : FTSAN_EV_READ);
   uint64_t e = ftsan__history_add(t, (pc & FTSAN_EV_PC_MASK) | (FTSAN_EV_TYPE_ACCESS << 62));
-  if (FTSAN_LIKELY((size == 1 || size == 2 || size == 4 || size == 8) &&
-                   (addr & 7) + size <= 8)) {
+  if ((size == 1 || size == 2 || size == 4 || size == 8) && (addr & 7) + size <= 8) {
     uint32_t log = size == 8 ? 3 : size == 4 ? 2 : size == 2 ? 1 : 0;
     ftsan__check_granule(t, addr, log, is_write, is_atomic, e, pc);
     return;
@@ -32,13 +31,68 @@ FTSAN_ALWAYS_INLINE void access(uint64_t pc, uintptr_t addr, size_t size, int is
   }
 }
 
-#define DEFINE_ACCESS(size)                                                                   \
-  FTSAN_EXPORT void __ftsan_read##size(void *addr) {                                          \
-    access(CALLER_PC, (uintptr_t)addr, size, 0, 0);                                          \
-  }                                                                                           \
-  FTSAN_EXPORT void __ftsan_write##size(void *addr) {                                         \
-    access(CALLER_PC, (uintptr_t)addr, size, 1, 0);                                          \
+/* One granule-aligned piece of an access, in the fast path: the shadow chunk exists. When
+ * every cell is empty or from this thread no race is possible: the access takes the cell
+ * that records the same kind of access, or an empty one, or replaces one of this thread's
+ * (forgetting an older access of the same thread only makes a later report name a newer
+ * one). Cells of other threads need the full check. */
+FTSAN_ALWAYS_INLINE void piece(ftsan_thread *t, uint64_t *chunk, uintptr_t addr, uint32_t log,
+                               int is_write, uint64_t e, uint64_t pc) {
+  uint64_t *cells = chunk + ((addr & ((1u << FTSAN_CHUNK_SHIFT) - 1)) >> 3) * FTSAN_CELLS;
+  uint64_t cur = CELL_MAKE(e, t->tid, addr & 7, log, is_write, 0) | ((uint64_t)(t->gilstate != 0) << 61);
+  uint64_t me = (uint64_t)t->tid << 42;
+  uint64_t c0 = __atomic_load_n(&cells[0], __ATOMIC_RELAXED);
+  uint64_t c1 = __atomic_load_n(&cells[1], __ATOMIC_RELAXED);
+  uint64_t c2 = __atomic_load_n(&cells[2], __ATOMIC_RELAXED);
+  uint64_t c3 = __atomic_load_n(&cells[3], __ATOMIC_RELAXED);
+  int foreign = (c0 && ((c0 ^ me) & FTSAN_CELL_TID_MASK)) | (c1 && ((c1 ^ me) & FTSAN_CELL_TID_MASK)) |
+                (c2 && ((c2 ^ me) & FTSAN_CELL_TID_MASK)) | (c3 && ((c3 ^ me) & FTSAN_CELL_TID_MASK));
+  if (FTSAN_LIKELY(!foreign)) {
+    uint64_t key = cur & ~FTSAN_EPOCH_MASK;
+    int slot = ((c0 & ~FTSAN_EPOCH_MASK) == key || !c0) ? 0
+               : ((c1 & ~FTSAN_EPOCH_MASK) == key || !c1) ? 1
+               : ((c2 & ~FTSAN_EPOCH_MASK) == key || !c2) ? 2
+               : ((c3 & ~FTSAN_EPOCH_MASK) == key || !c3) ? 3 : (int)(e % FTSAN_CELLS);
+    __atomic_store_n(&cells[slot], cur, __ATOMIC_RELAXED);
+    return;
   }
+  ftsan__check_granule_slow(t, cells, addr, cur, pc);
+}
+
+/* The fast path of a plain access of 1, 2, 4, 8 or 16 bytes (size a constant in each entry
+ * point) that stays within one shadow chunk: one history event, then its granule pieces.
+ * Everything unusual (first use by a thread or of a chunk, history block boundaries,
+ * statistics, odd alignment) restarts the access in access_slow, as a tail call where
+ * possible (ThreadSanitizer's TraceRestart technique). */
+FTSAN_ALWAYS_INLINE void access(uint64_t pc, uintptr_t addr, uint32_t size, int is_write) {
+  ftsan_thread *t = ftsan__cur;
+  if (FTSAN_UNLIKELY(!t || t->ignore || ftsan__opt.stats || !ftsan__race_on))
+    return access_slow(pc, addr, size, is_write, 0);
+  uint64_t e = t->epoch + 1;
+  uintptr_t i1 = addr >> FTSAN_CHUNK_SHIFT;
+  int aligned = size <= 8 ? (addr & 7) + size <= 8 : (addr & 3) == 0;
+  if (FTSAN_UNLIKELY((e & (FTSAN_HIST_BLOCK - 1)) == 0 || !t->hist || !aligned ||
+                     i1 >= FTSAN_L1_SIZE || ((addr + size - 1) >> FTSAN_CHUNK_SHIFT) != i1))
+    return access_slow(pc, addr, size, is_write, 0);
+  uint64_t *chunk = __atomic_load_n(&ftsan__shadow_l1[i1], __ATOMIC_ACQUIRE);
+  if (FTSAN_UNLIKELY(!chunk)) return access_slow(pc, addr, size, is_write, 0);
+  t->epoch = e;
+  t->hist[e & t->hist_mask] = (pc & FTSAN_EV_PC_MASK) | (FTSAN_EV_TYPE_ACCESS << 62);
+  if (size <= 8) {
+    piece(t, chunk, addr, size == 8 ? 3 : size == 4 ? 2 : size == 2 ? 1 : 0, is_write, e, pc);
+  } else if ((addr & 7) == 0) { /* 16 bytes, as vectorized loops make them */
+    piece(t, chunk, addr, 3, is_write, e, pc);
+    piece(t, chunk, addr + 8, 3, is_write, e, pc);
+  } else { /* 16 bytes at 4 mod 8: 4 + 8 + 4 */
+    piece(t, chunk, addr, 2, is_write, e, pc);
+    piece(t, chunk, addr + 4, 3, is_write, e, pc);
+    piece(t, chunk, addr + 12, 2, is_write, e, pc);
+  }
+}
+
+#define DEFINE_ACCESS(size)                                                                   \
+  FTSAN_EXPORT void __ftsan_read##size(void *addr) { access(CALLER_PC, (uintptr_t)addr, size, 0); } \
+  FTSAN_EXPORT void __ftsan_write##size(void *addr) { access(CALLER_PC, (uintptr_t)addr, size, 1); }
 DEFINE_ACCESS(1)
 DEFINE_ACCESS(2)
 DEFINE_ACCESS(4)
@@ -46,11 +100,11 @@ DEFINE_ACCESS(8)
 DEFINE_ACCESS(16)
 
 FTSAN_EXPORT void __ftsan_read_range(void *addr, size_t size) {
-  if (size) access(CALLER_PC, (uintptr_t)addr, size, 0, 0);
+  if (size) access_slow(CALLER_PC, (uintptr_t)addr, size, 0, 0);
 }
 
 FTSAN_EXPORT void __ftsan_write_range(void *addr, size_t size) {
-  if (size) access(CALLER_PC, (uintptr_t)addr, size, 1, 0);
+  if (size) access_slow(CALLER_PC, (uintptr_t)addr, size, 1, 0);
 }
 
 static int has_release(uint32_t mo) {
@@ -69,7 +123,7 @@ FTSAN_EXPORT void __ftsan_atomic_pre(void *addr, uint32_t desc) {
   ftsan_thread *t = ftsan__thread();
   if (FTSAN_UNLIKELY(t->ignore)) return;
   uint32_t op = FTSAN_ATOMIC_OP(desc), mo = FTSAN_ATOMIC_MO(desc);
-  access(CALLER_PC, (uintptr_t)addr, (size_t)1 << FTSAN_ATOMIC_LOG2SIZE(desc), op != FTSAN_AOP_LOAD, 1);
+  access_slow(CALLER_PC, (uintptr_t)addr, (size_t)1 << FTSAN_ATOMIC_LOG2SIZE(desc), op != FTSAN_AOP_LOAD, 1);
   if (op != FTSAN_AOP_LOAD && has_release(mo)) ftsan__release(t, (uintptr_t)addr);
 }
 

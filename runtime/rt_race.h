@@ -7,45 +7,49 @@
 
 void ftsan__report_race(ftsan_thread *t, uintptr_t addr, uint64_t cur, uint64_t old, uint64_t pc);
 
+/* The full check: compares with every cell, reports races, then records the access. Used
+ * when a cell from another thread is present (shared data) and by the fast path below to
+ * place an access it could not place itself. */
+void ftsan__check_granule_slow(ftsan_thread *t, uint64_t *cells, uintptr_t addr, uint64_t cur,
+                               uint64_t pc);
+
+#define FTSAN_CELL_TID_MASK (0xfffull << 42)
+
 /* Checks and records an access of 1 << log bytes at addr, inside one granule, by thread t
- * at epoch e (already in its history). */
+ * at epoch e (already in its history).
+ * Fast path (private data): when every cell is empty or from this thread no race is
+ * possible, and a cell that already records the same kind of access by this thread just
+ * gets the new epoch. Everything else goes to the out-of-line full check, which keeps this
+ * function small enough to be inlined into each entry point without spilling registers. */
 FTSAN_ALWAYS_INLINE void ftsan__check_granule(ftsan_thread *t, uintptr_t addr, uint32_t log,
                                               int is_write, int is_atomic, uint64_t e,
                                               uint64_t pc) {
   uint64_t *cells = ftsan__shadow_cells(addr);
   if (FTSAN_UNLIKELY(!cells)) return;
-  uint32_t off = (uint32_t)(addr & 7);
-  uint32_t size = 1u << log;
-  uint64_t cur = CELL_MAKE(e, t->tid, off, log, is_write, is_atomic) | ((uint64_t)(t->gilstate != 0) << 61);
-  int stored = 0;
-  for (int i = 0; i < FTSAN_CELLS; i++) {
-    uint64_t old = __atomic_load_n(&cells[i], __ATOMIC_RELAXED);
-    if (old == 0) {
-      if (!stored) {
-        __atomic_store_n(&cells[i], cur, __ATOMIC_RELAXED);
-        stored = 1;
-      }
-      continue;
-    }
-    uint32_t ooff = CELL_OFF(old), osize = 1u << CELL_LOG(old);
-    if (ooff >= off + size || off >= ooff + osize) continue; /* different bytes */
-    if (CELL_TID(old) == t->tid) {
-      /* Same thread: program order. A newer access of the same range replaces an older one
-       * unless that one was a write and this is a read (the write stays: it conflicts with
-       * more). */
-      if (!stored && ooff == off && osize == size && CELL_ATOMIC(old) == (uint64_t)is_atomic &&
-          (CELL_WRITE(old) <= (uint64_t)is_write)) {
-        __atomic_store_n(&cells[i], cur, __ATOMIC_RELAXED);
-        stored = 1;
-      }
-      continue;
-    }
-    if (!CELL_WRITE(old) && !is_write) continue;     /* two reads */
-    if (CELL_ATOMIC(old) && is_atomic) continue;      /* two atomics */
-    if (CELL_EPOCH(old) <= t->vc[CELL_TID(old)]) continue; /* ordered by happens-before */
-    ftsan__report_race(t, addr, cur, old, pc);
+  uint64_t cur = CELL_MAKE(e, t->tid, addr & 7, log, is_write, is_atomic) |
+                 ((uint64_t)(t->gilstate != 0) << 61);
+  uint64_t me = (uint64_t)t->tid << 42;
+  uint64_t c0 = __atomic_load_n(&cells[0], __ATOMIC_RELAXED);
+  uint64_t c1 = __atomic_load_n(&cells[1], __ATOMIC_RELAXED);
+  uint64_t c2 = __atomic_load_n(&cells[2], __ATOMIC_RELAXED);
+  uint64_t c3 = __atomic_load_n(&cells[3], __ATOMIC_RELAXED);
+  int foreign = (c0 && ((c0 ^ me) & FTSAN_CELL_TID_MASK)) | (c1 && ((c1 ^ me) & FTSAN_CELL_TID_MASK)) |
+                (c2 && ((c2 ^ me) & FTSAN_CELL_TID_MASK)) | (c3 && ((c3 ^ me) & FTSAN_CELL_TID_MASK));
+  if (FTSAN_LIKELY(!foreign)) {
+    uint64_t key = cur & ~FTSAN_EPOCH_MASK;
+    if ((c0 & ~FTSAN_EPOCH_MASK) == key) { __atomic_store_n(&cells[0], cur, __ATOMIC_RELAXED); return; }
+    if ((c1 & ~FTSAN_EPOCH_MASK) == key) { __atomic_store_n(&cells[1], cur, __ATOMIC_RELAXED); return; }
+    if ((c2 & ~FTSAN_EPOCH_MASK) == key) { __atomic_store_n(&cells[2], cur, __ATOMIC_RELAXED); return; }
+    if ((c3 & ~FTSAN_EPOCH_MASK) == key) { __atomic_store_n(&cells[3], cur, __ATOMIC_RELAXED); return; }
+    /* A new kind of access by this thread: the first empty cell takes it. */
+    if (!c0) { __atomic_store_n(&cells[0], cur, __ATOMIC_RELAXED); return; }
+    if (!c1) { __atomic_store_n(&cells[1], cur, __ATOMIC_RELAXED); return; }
+    if (!c2) { __atomic_store_n(&cells[2], cur, __ATOMIC_RELAXED); return; }
+    if (!c3) { __atomic_store_n(&cells[3], cur, __ATOMIC_RELAXED); return; }
+    __atomic_store_n(&cells[e % FTSAN_CELLS], cur, __ATOMIC_RELAXED);
+    return;
   }
-  if (!stored) __atomic_store_n(&cells[e % FTSAN_CELLS], cur, __ATOMIC_RELAXED);
+  ftsan__check_granule_slow(t, cells, addr, cur, pc);
 }
 
 #endif

@@ -45,8 +45,10 @@ void ftsan__shadow_clear(uintptr_t addr, size_t size) {
     if (chunk) {
       uint64_t *first = chunk + ((g & ((1u << FTSAN_CHUNK_SHIFT) - 1)) >> 3) * FTSAN_CELLS;
       size_t n = ((stop - g + 7) >> 3) * FTSAN_CELLS;
-      /* Large frees give whole pages back instead of writing zeroes into them. */
-      if (n * 8 >= 65536) {
+      /* Very large frees give whole pages back instead of writing zeroes into them; below
+       * 4 MiB of shadow, zeroing is cheaper than the page faults that would follow (a
+       * benchmark freeing 64 KiB buffers spent 600 thousand faults on it). */
+      if (n * 8 >= (4u << 20)) {
         uintptr_t lo = ((uintptr_t)first + 4095) & ~(uintptr_t)4095;
         uintptr_t hi = ((uintptr_t)(first + n)) & ~(uintptr_t)4095;
         memset(first, 0, lo - (uintptr_t)first);

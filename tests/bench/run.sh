@@ -28,7 +28,9 @@ done
 tsan_rt=$($cc -print-file-name=libclang_rt.tsan-x86_64.so)
 [ -f "$tsan_rt" ] || { echo "bench: ThreadSanitizer runtime not found ($tsan_rt)" >&2; exit 1; }
 
-rm -rf "$work"
+# Only this script's own scratch paths: BUILD_DIR/bench may hold other tools' files.
+rm -rf "$work/native" "$work/tsan" "$work/ftsan" "$work/out" "$work/logs" "$work/raw.tsv" \
+  "$work/results.md"
 mkdir -p "$work/native" "$work/tsan" "$work/ftsan" "$work/out" "$work/logs"
 suffix=$("$py" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
 includes=$("$py" -c 'import sysconfig; print("-I" + sysconfig.get_paths()["include"])')

@@ -19,7 +19,7 @@ class Foundation(unittest.TestCase):
         build_extension(os.path.join(TESTDATA, "basic", "basic_ext.c"), cls.work)
         cls.out = os.path.join(cls.work, "out")
         cls.run_result = ftsan_run([PYTHON, os.path.join(TESTDATA, "basic", "driver.py")], cls.out,
-                                   env={"PYTHONPATH": cls.work})
+                                   env={"PYTHONPATH": cls.work}, run_options=("--options", "stats=1"))
         cls.report = report_json(cls.out)
 
     @classmethod
@@ -147,7 +147,8 @@ class RunCommand(unittest.TestCase):
         with open(src, "w") as f:
             f.write('#include <Python.h>\n#include <stdint.h>\nvoid __ftsan_init(uint32_t);\n'
                     '__attribute__((constructor)) static void old(void) { __ftsan_init(999); }\n'
-                    'static struct PyModuleDef d = {PyModuleDef_HEAD_INIT, "oldabi", NULL, 0};\n'
+                    'static PyModuleDef_Slot slots[] = {{Py_mod_gil, Py_MOD_GIL_NOT_USED}, {0, NULL}};\n'
+                    'static struct PyModuleDef d = {PyModuleDef_HEAD_INIT, "oldabi", NULL, 0, NULL, slots};\n'
                     'PyMODINIT_FUNC PyInit_oldabi(void) { return PyModuleDef_Init(&d); }\n')
         build_extension(src, self.work)
         r = ftsan_run([PYTHON, "-c", "import oldabi; print('alive')"], os.path.join(self.work, "o"),
