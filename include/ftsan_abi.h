@@ -44,6 +44,9 @@
 #define FTSAN_ATOMIC_LOG2SIZE(d) ((d) & 0xfu)
 #define FTSAN_ATOMIC_MO(d)       (((d) >> 4) & 0xfu)
 #define FTSAN_ATOMIC_OP(d)       (((d) >> 8) & 0xfu)
+/* Set by the pass in the descriptor given to __ftsan_atomic_post of a cmpxchg that
+ * succeeded: a failed compare-and-swap acquires nothing. */
+#define FTSAN_ATOMIC_CAS_OK 0x1000u
 
 /* The C-API synchronization functions whose calls the pass redirects to __ftsan_<name>.
  * X(name, return type, parameter list, argument list). LD_PRELOAD cannot interpose them

@@ -282,7 +282,13 @@ void FtsanInstrumentPass::instrumentAtomic(Instruction *I, Value *Addr, Type *Ty
   IRBuilder<> B(I);
   B.CreateCall(AtomicPre, {Addr, Desc});
   B.SetInsertPoint(I->getNextNode());
-  B.CreateCall(AtomicPost, {Addr, Desc});
+  Value *PostDesc = Desc;
+  if (Op == FTSAN_AOP_CAS) {
+    // Only a compare-and-swap that succeeded acquires: pass its success bit along.
+    Value *Ok = B.CreateExtractValue(I, 1);
+    PostDesc = B.CreateOr(Desc, B.CreateShl(B.CreateZExt(Ok, B.getInt32Ty()), 12));
+  }
+  B.CreateCall(AtomicPost, {Addr, PostDesc});
 }
 
 bool FtsanInstrumentPass::instrumentFunction(Function &F) {

@@ -133,6 +133,7 @@ FTSAN_EXPORT void __ftsan_atomic_post(void *addr, uint32_t desc) {
   ftsan_thread *t = ftsan__thread();
   if (FTSAN_UNLIKELY(t->ignore)) return;
   uint32_t op = FTSAN_ATOMIC_OP(desc), mo = FTSAN_ATOMIC_MO(desc);
+  if (op == FTSAN_AOP_CAS && !(desc & FTSAN_ATOMIC_CAS_OK)) return; /* failed: nothing read-acquired */
   if (op != FTSAN_AOP_STORE && has_acquire(mo)) ftsan__acquire(t, (uintptr_t)addr);
 }
 

@@ -175,6 +175,8 @@ int ftsan__python_gil_state(void);        /* raw: 0, a transient count, INT_MAX 
 void ftsan__python_init(void);
 /* The innermost Python frame of the calling thread: its code object and byte offset. */
 int ftsan__python_frame(uintptr_t *code, int *offset);
+/* The current frame and instruction pointer of the calling thread (a memo key). */
+int ftsan__python_frame_key(uintptr_t *frame, uintptr_t *ip);
 /* The calling thread's Python frames, innermost first; returns how many. */
 int ftsan__python_stack(uintptr_t *codes, int *offsets, int max);
 /* The id of a Python line (rt_pysite.c), written to the trace the first time. */

@@ -193,3 +193,17 @@ int ftsan__python_thread_name(char *name, size_t n) {
   }
   return 0;
 }
+
+/* The calling thread's current frame and its instruction pointer, without walking: a cheap
+ * key under which callers memoize what the frame resolves to. (The thread state is asked
+ * for each time: a thread's state can be deleted and made again, e.g. by PyGILState_*.) */
+int ftsan__python_frame_key(uintptr_t *frame, uintptr_t *ip) {
+  if (frames_ok != 1 && frames_init() != 1) return 0;
+  const char *ts = get_tstate();
+  if (!ts) return 0;
+  const char *f = *(const char *const *)(ts + off_cur_frame);
+  if (!f) return 0;
+  *frame = (uintptr_t)f;
+  *ip = *(const uintptr_t *)(f + off_instr);
+  return 1;
+}
