@@ -35,6 +35,8 @@
 #include "llvm/Transforms/Utils/Cloning.h"
 #include "llvm/Transforms/Utils/ModuleUtils.h"
 
+#include <cstdlib>
+
 using namespace llvm;
 
 #ifndef FTSAN_VERSION_STRING
@@ -394,6 +396,15 @@ bool FtsanInstrumentPass::instrumentFunction(Function &F) {
 }
 
 PreservedAnalyses FtsanInstrumentPass::run(Module &M, ModuleAnalysisManager &) {
+  // FTSAN_INSTRUMENT=contention (set by ftsan-cc --ftsan-contention-only): a build for
+  // contention analysis only keeps the refcount events and the C-API redirections, and
+  // drops the per-access calls that race detection needs.
+  if (const char *Mode = getenv("FTSAN_INSTRUMENT"))
+    if (StringRef(Mode) == "contention") {
+      ClInstrumentMemory = false;
+      ClInstrumentAtomics = false;
+      ClInstrumentFuncEntryExit = false;
+    }
   initialize(M);
   bool Changed = false;
   bool HasDefinitions = false;

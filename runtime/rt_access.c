@@ -65,8 +65,9 @@ FTSAN_ALWAYS_INLINE void piece(ftsan_thread *t, uint64_t *chunk, uintptr_t addr,
  * statistics, odd alignment) restarts the access in access_slow, as a tail call where
  * possible (ThreadSanitizer's TraceRestart technique). */
 FTSAN_ALWAYS_INLINE void access(uint64_t pc, uintptr_t addr, uint32_t size, int is_write) {
+  if (FTSAN_UNLIKELY(!ftsan__race_on)) return; /* contention mode: nothing to do */
   ftsan_thread *t = ftsan__cur;
-  if (FTSAN_UNLIKELY(!t || t->ignore || ftsan__opt.stats || !ftsan__race_on))
+  if (FTSAN_UNLIKELY(!t || t->ignore || ftsan__opt.stats))
     return access_slow(pc, addr, size, is_write, 0);
   uint64_t e = t->epoch + 1;
   uintptr_t i1 = addr >> FTSAN_CHUNK_SHIFT;

@@ -31,6 +31,7 @@ typedef struct pysite_cache_entry { uintptr_t code; int offset; uint64_t id; } p
 typedef struct contention_state {
   rc_slot *rc;
   lk_slot *lk;
+  rc_slot *last;                 /* the slot counted last */
   uintptr_t memo_frame, memo_ip; /* the last frame state python_site resolved ... */
   uint64_t memo_id;              /* ... and its site */
   uint64_t rc_dropped, lk_dropped;
@@ -146,13 +147,28 @@ static uint64_t python_site(contention_state *s) {
   return id;
 }
 
+static int32_t rc_period = 1; /* written once at init: ftsan__opt.refcount_sample */
+
+void ftsan__contention_init(void) {
+  int n = ftsan__opt.refcount_sample;
+  if (n <= 0) n = ftsan__race_on ? 1 : 16; /* contention mode is the cheap one */
+  rc_period = n;
+}
+
 static void count_refcount(contention_state *s, uint64_t object, uint64_t type, uint64_t site,
-                           uint32_t flags) {
+                           uint32_t flags, uint64_t weight) {
+  /* Loops touch the same object from the same site: the last slot first. */
+  rc_slot *last = s->last;
+  if (last && last->object == object && last->site == site && last->flags == flags) {
+    last->count += weight;
+    return;
+  }
   uint64_t h = hash3(object, site, flags);
   for (uint32_t i = 0; i < 32; i++) {
     rc_slot *e = &s->rc[(h + i) & (RC_TABLE - 1)];
     if (e->used && e->object == object && e->site == site && e->flags == flags) {
-      e->count++;
+      e->count += weight;
+      s->last = e;
       return;
     }
     if (!e->used) {
@@ -162,7 +178,8 @@ static void count_refcount(contention_state *s, uint64_t object, uint64_t type, 
       e->type = type;
       e->site = site;
       e->flags = flags;
-      e->count = 1;
+      e->count = weight;
+      s->last = e;
       return;
     }
   }
@@ -185,21 +202,25 @@ static uint32_t classify(const char *op, uint32_t flags) {
 
 FTSAN_EXPORT void __ftsan_refcount(void *op, uint32_t kind) {
   if (!op || !ftsan__contention_on) return;
-  ftsan_thread *t = ftsan__thread();
+  ftsan_thread *t = ftsan__cur;
+  /* Sampling (refcount_sample=N): each thread counts every Nth operation, N times. */
+  if (FTSAN_LIKELY(t) && --t->rc_countdown > 0) return;
+  t = ftsan__thread();
+  t->rc_countdown = rc_period;
   if (t->ignore) return;
   contention_state *s = state(t);
   if (!s) return;
   const char *o = op;
   uint32_t flags = classify(o, kind == FTSAN_RC_DECREF ? FTSAN_RCF_DECREF : 0);
   uint64_t type = *(const uint64_t *)(o + 24);
-  count_refcount(s, (uint64_t)(uintptr_t)op, type, (uint64_t)(uintptr_t)__builtin_return_address(0), flags);
+  count_refcount(s, (uint64_t)(uintptr_t)op, type, (uint64_t)(uintptr_t)__builtin_return_address(0), flags,
+                 (uint64_t)rc_period);
 }
 
 /* From the _Py_DecRefShared patch: a decref by a thread that does not own op, anywhere in
  * the process. Calls from instrumented code were already counted at their call site. */
 void ftsan__contention_decref_shared(void *op, uint64_t caller) {
   if (!op || !ftsan__contention_on) return;
-  if (ftsan__modules_is_instrumented(caller)) return;
   ftsan_thread *t = ftsan__thread();
   if (t->ignore) return;
   contention_state *s = state(t);
@@ -209,7 +230,7 @@ void ftsan__contention_decref_shared(void *op, uint64_t caller) {
   t->ignore--;
   const char *o = op;
   uint32_t flags = classify(o, FTSAN_RCF_DECREF | FTSAN_RCF_INTERP) | (site ? FTSAN_RCF_PYSITE : 0);
-  count_refcount(s, (uint64_t)(uintptr_t)op, *(const uint64_t *)(o + 24), site, flags);
+  count_refcount(s, (uint64_t)(uintptr_t)op, *(const uint64_t *)(o + 24), site, flags, 1);
 }
 
 void ftsan__contention_set_sync_site(uint64_t pc) { sync_site = pc; }
@@ -302,6 +323,7 @@ void ftsan__contention_flush(ftsan_thread *t) {
   /* The tables stay mapped: a thread flushed at exit may still be running. Clearing them
    * makes a second flush write nothing twice. */
   memset(s->rc, 0, sizeof(rc_slot) * RC_TABLE);
+  s->last = NULL;
   memset(s->lk, 0, sizeof(lk_slot) * LK_TABLE);
   s->rc_dropped = s->lk_dropped = 0;
 }

@@ -13,6 +13,7 @@ void ftsan__contention_lock_wait(uintptr_t lock, uintptr_t object, uint32_t flag
 /* The instrumented call site of the C-API wrapper now running (0 when it returns). */
 void ftsan__contention_set_sync_site(uint64_t pc);
 uint64_t ftsan__contention_now(void);
+void ftsan__contention_init(void);
 void ftsan__contention_flush(ftsan_thread *t);
 
 #endif

@@ -229,6 +229,7 @@ void ftsan__init_once(void) {
     ftsan__log("ftsan: warning: unknown mode '%s' (race or contention); using race", ftsan__opt.mode);
   }
   ftsan__contention_on = 1;
+  ftsan__contention_init();
   ftsan__trace_open();
   if (ftsan__race_on && (ftsan__shadow_init() != 0 || ftsan__clock_init() != 0)) {
     ftsan__warn(FTSAN_WARN_GENERIC, "cannot reserve shadow memory; race detection is off");

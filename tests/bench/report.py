@@ -26,23 +26,25 @@ with open(raw_path) as f:
             findings[key] += int(fnd)
 
 header = ["workload", "threads", "native time (s)", "native RSS (MiB)", "TSan slowdown",
-          "ftsan slowdown", "TSan memory", "ftsan memory"]
+          "ftsan slowdown", "ftsan contention-mode slowdown", "TSan memory", "ftsan memory"]
 rows = []
 logs = collections.defaultdict(list)
 for key in order:
     nt, nm = min(times[key, "native"]), max(rss[key, "native"])
     r = {}
-    for v in ("tsan", "ftsan"):
+    for v in ("tsan", "ftsan", "ftsan-contention"):
         r[v, "t"] = min(times[key, v]) / nt
         r[v, "m"] = max(rss[key, v]) / nm
         logs[v, "t"].append(math.log(r[v, "t"]))
         logs[v, "m"].append(math.log(r[v, "m"]))
     rows.append([key[0], str(key[1]), f"{nt:.3f}", f"{nm / 1024:.1f}",
                  f"{r['tsan', 't']:.1f}x", f"{r['ftsan', 't']:.1f}x",
+                 f"{r['ftsan-contention', 't']:.2f}x",
                  f"{r['tsan', 'm']:.2f}x", f"{r['ftsan', 'm']:.2f}x"])
 geo = lambda xs: math.exp(sum(xs) / len(xs))
 rows.append(["geomean", "", "", "", f"{geo(logs['tsan', 't']):.1f}x",
-             f"{geo(logs['ftsan', 't']):.1f}x", f"{geo(logs['tsan', 'm']):.2f}x",
+             f"{geo(logs['ftsan', 't']):.1f}x", f"{geo(logs['ftsan-contention', 't']):.2f}x",
+             f"{geo(logs['tsan', 'm']):.2f}x",
              f"{geo(logs['ftsan', 'm']):.2f}x"])
 
 widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]

@@ -29,7 +29,7 @@ tsan_rt=$($cc -print-file-name=libclang_rt.tsan-x86_64.so)
 [ -f "$tsan_rt" ] || { echo "bench: ThreadSanitizer runtime not found ($tsan_rt)" >&2; exit 1; }
 
 # Only this script's own scratch paths: BUILD_DIR/bench may hold other tools' files.
-rm -rf "$work/native" "$work/tsan" "$work/ftsan" "$work/out" "$work/logs" "$work/raw.tsv" \
+rm -rf "$work/native" "$work/tsan" "$work/ftsan" "$work/ftsan-contention" "$work/out" "$work/logs" "$work/raw.tsv" \
   "$work/results.md"
 mkdir -p "$work/native" "$work/tsan" "$work/ftsan" "$work/out" "$work/logs"
 suffix=$("$py" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
@@ -42,6 +42,10 @@ echo "bench: building $src three ways into $work/{native,tsan,ftsan}"
 $cc -std=c11 -O2 -g -shared -fPIC $includes "$src" -o "$work/native/$mod"
 $cc -std=c11 -O2 -g -fsanitize=thread -shared -fPIC $includes "$src" -o "$work/tsan/$mod"
 "$build/bin/ftsan-cc" -std=c11 -O2 -shared -fPIC $includes "$src" -o "$work/ftsan/$mod"
+# The contention-only build (refcount events and C-API redirections, no per-access calls).
+mkdir -p "$work/ftsan-contention"
+FTSAN_INSTRUMENT=contention "$build/bin/ftsan-cc" -std=c11 -O2 -shared -fPIC $includes "$src" \
+  -o "$work/ftsan-contention/$mod"
 
 # One run: prints "TIME RSS_KB FINDINGS" (FINDINGS is - for native and TSan).
 run_one() {
@@ -56,6 +60,9 @@ run_one() {
             "${cmd[@]}" > "$log" 2>&1 || status=$? ;;
     ftsan) PYTHONPATH="$work/ftsan" "$build/bin/ftsan" run -q --out "$out" --exitcode 0 -- \
              "${cmd[@]}" > "$log" 2>&1 || status=$? ;;
+    ftsan-contention)
+      PYTHONPATH="$work/ftsan-contention" "$build/bin/ftsan" run -q --mode contention --out "$out-contention" \
+        --exitcode 0 -- "${cmd[@]}" > "$log" 2>&1 || status=$? ;;
   esac
   local time rss findings=-
   time=$(awk '$1 == "time" {print $2}' "$log")
@@ -95,7 +102,7 @@ for workload in $workloads; do
   for threads in $threads_list; do
     printf 'bench: %-8s %s thread(s):' "$workload" "$threads"
     for rep in $(seq 1 "$reps"); do
-      for variant in native tsan ftsan; do
+      for variant in native tsan ftsan ftsan-contention; do
         read -r time rss findings < <(run_one "$variant" "$workload" "$threads" "$rep") || exit 1
         [ -n "${time:-}" ] || exit 1
         printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$workload" "$threads" "$variant" "$rep" \

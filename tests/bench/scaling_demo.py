@@ -64,7 +64,8 @@ def main():
                                             check=True, capture_output=True, text=True).stdout)
                        for _ in range(3))
             results[(variant, n)] = best
-    print("machine: %d cores (%s)" % (os.cpu_count(), open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].strip(": ")))
+    model = open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].split(":", 1)[1].strip()
+    print("machine: %d cores (%s)" % (os.cpu_count(), model))
     print("\n| threads | shared object: time (s) | speedup | per-thread copies: time (s) | speedup |")
     print("|---|---|---|---|---|")
     for n in counts:

@@ -57,8 +57,9 @@ class Contention(unittest.TestCase):
         first = rows[0]
         self.assertEqual(first["type"], "list")
         self.assertEqual(first["threads"], THREADS)
-        # every get_shared() call by a worker is a non-owner incref (the main thread owns it)
-        self.assertGreaterEqual(first["shared_ops"], THREADS * N)
+        # every get_shared() call by a worker is a non-owner incref (the main thread owns it);
+        # contention mode counts 1 in 16 operations of instrumented code, weighted by 16
+        self.assertGreaterEqual(first["shared_ops"], 0.95 * THREADS * N)
         site = first["top_c_sites"][0]
         self.assertEqual(os.path.basename(site["file"]), "contention_ext.c")
         self.assertEqual(site["line"], NEWREF_LINE)
@@ -72,7 +73,7 @@ class Contention(unittest.TestCase):
         self.assertEqual([r for r in refcount_rows if r["type"] == "list"], [])
         # the per-thread lists were touched: by their owners
         all_rows = self.top("private", "--min-shared", "0", "--limit", "100000")["rows"]
-        owned = [r for r in all_rows if r["type"] == "list" and r["owner_ops"] >= N]
+        owned = [r for r in all_rows if r["type"] == "list" and r["owner_ops"] >= 0.95 * N]
         self.assertEqual(len(owned), THREADS)
         for r in owned:
             self.assertEqual(r["shared_ops"], 0)
@@ -128,7 +129,7 @@ class Contention(unittest.TestCase):
         lines = [l for l in r.stdout.splitlines() if "get_shared" in l]
         self.assertTrue(lines)
         frames, count = lines[0].rsplit(" ", 1)
-        self.assertGreaterEqual(int(count), THREADS * N)
+        self.assertGreaterEqual(int(count), 0.95 * THREADS * N)
         self.assertTrue(frames.startswith("get_shared (contention_ext.c:%d)" % NEWREF_LINE))
         self.assertIn(";list [shared refcount]", frames)
 

@@ -111,6 +111,29 @@ class PassApplied(unittest.TestCase):
             self.assertNotRegex(text, r"call \w+ @PyCriticalSection_Begin\(", opt)
             self.assertNotRegex(text, r"call \w+ @PyMutex_Lock\(", opt)
 
+    def test_contention_only_build_keeps_refcount_events_and_redirects(self):
+        code = REFCOUNT_ONLY + SYNC.replace("#include <Python.h>", "") + PLAIN
+        src = os.path.join(self.work, "t.c")
+        with open(src, "w") as f:
+            f.write(code)
+        out = os.path.join(self.work, "t.ll")
+        env = dict(os.environ, FTSAN_INSTRUMENT="contention")
+        subprocess.run([FTSAN_CC, "-O2", "-S", "-emit-llvm", "-I" + PY_INCLUDE, src, "-o", out],
+                       check=True, env=env)
+        with open(out) as f:
+            text = f.read()
+        found = set(calls(text))
+        self.assertIn("__ftsan_refcount", found)
+        self.assertIn("__ftsan_PyMutex_Lock", found)
+        self.assertIn("__ftsan_init", text)
+        self.assertEqual([c for c in found if re.match(r"__ftsan_(read|write|atomic|func)", c)], [])
+
+    def test_refcount_events_name_the_caller(self):
+        text = ir(REFCOUNT_ONLY, "-O2", self.work)
+        for fn, kind in (("keep", 0), ("drop", 1), ("fresh", 0), ("xdrop", 1)):
+            body = function_body(text, fn)
+            self.assertRegex(body, r"call void @__ftsan_refcount\(ptr [^,]+, i32 %d\)" % kind, fn)
+
     def test_atomics_carry_their_memory_order(self):
         text = ir(ATOMICS, "-O2", self.work)
         descs = [int(d) for d in re.findall(r"call void @__ftsan_atomic_pre\(ptr [^,]+, i32 (\d+)\)", text)]
