@@ -23,7 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define FTSAN_ABI_VERSION 1u
+#define FTSAN_ABI_VERSION 2u
 
 /* Atomic descriptor: bits 0-3 log2(size), bits 4-7 memory order, bits 8-11 operation.
  * Memory orders use the values of the C11/GCC __ATOMIC_* constants. Part of the ABI. */
@@ -67,7 +67,8 @@
   X(PyEval_RestoreThread, void, (void *tstate), (tstate))                                   \
   X(PyThread_acquire_lock, int, (void *lock, int waitflag), (lock, waitflag))               \
   X(PyThread_acquire_lock_timed, int, (void *lock, long long us, int intr), (lock, us, intr)) \
-  X(PyThread_release_lock, void, (void *lock), (lock))
+  X(PyThread_release_lock, void, (void *lock), (lock))                                      \
+  X(_Py_DecRefShared, void, (void *op), (op))
 
 /* The allocators whose calls from instrumented code the pass redirects to __ftsan_<name>, so
  * that a race on a heap block can say where the block was allocated. Same X() shape. */
@@ -114,10 +115,12 @@ void __ftsan_fence(uint32_t mo);
 
 /* A reference-count operation on op, called just before it (Py_INCREF, Py_XINCREF,
  * Py_NewRef, Py_XNewRef: FTSAN_RC_INCREF; Py_DECREF, Py_XDECREF, and so Py_CLEAR and
- * Py_SETREF: FTSAN_RC_DECREF). op may be NULL for the X variants. */
+ * Py_SETREF: FTSAN_RC_DECREF). op may be NULL for the X variants. The call site samples:
+ * it keeps a thread-local countdown per module, calls only when it reaches 0, and stores
+ * the returned value (the sampling period; the runtime counts the call that many times). */
 #define FTSAN_RC_INCREF 0u
 #define FTSAN_RC_DECREF 1u
-void __ftsan_refcount(void *op, uint32_t kind);
+uint32_t __ftsan_refcount(void *op, uint32_t kind);
 
 /* caller_pc is the function's return address: the call site in its caller. */
 void __ftsan_func_entry(void *caller_pc);

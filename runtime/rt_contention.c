@@ -151,7 +151,9 @@ static int32_t rc_period = 1; /* written once at init: ftsan__opt.refcount_sampl
 
 void ftsan__contention_init(void) {
   int n = ftsan__opt.refcount_sample;
-  if (n <= 0) n = ftsan__race_on ? 1 : 16; /* contention mode is the cheap one */
+  /* contention mode is the cheap one; a prime period, so that operations repeating in a
+   * fixed pattern (an incref here, a decref there) are all sampled in turn */
+  if (n <= 0) n = ftsan__race_on ? 1 : 17;
   rc_period = n;
 }
 
@@ -200,21 +202,20 @@ static uint32_t classify(const char *op, uint32_t flags) {
   return flags;
 }
 
-FTSAN_EXPORT void __ftsan_refcount(void *op, uint32_t kind) {
-  if (!op || !ftsan__contention_on) return;
-  ftsan_thread *t = ftsan__cur;
-  /* Sampling (refcount_sample=N): each thread counts every Nth operation, N times. */
-  if (FTSAN_LIKELY(t) && --t->rc_countdown > 0) return;
-  t = ftsan__thread();
-  t->rc_countdown = rc_period;
-  if (t->ignore) return;
+/* Sampling (refcount_sample=N): the call site calls every Nth operation (its countdown is
+ * inline, in the instrumented module) and each call counts N times. */
+FTSAN_EXPORT uint32_t __ftsan_refcount(void *op, uint32_t kind) {
+  if (!op || !ftsan__contention_on) return (uint32_t)rc_period;
+  ftsan_thread *t = ftsan__thread();
+  if (t->ignore) return (uint32_t)rc_period;
   contention_state *s = state(t);
-  if (!s) return;
+  if (!s) return (uint32_t)rc_period;
   const char *o = op;
   uint32_t flags = classify(o, kind == FTSAN_RC_DECREF ? FTSAN_RCF_DECREF : 0);
   uint64_t type = *(const uint64_t *)(o + 24);
   count_refcount(s, (uint64_t)(uintptr_t)op, type, (uint64_t)(uintptr_t)__builtin_return_address(0), flags,
                  (uint64_t)rc_period);
+  return (uint32_t)rc_period;
 }
 
 /* From the _Py_DecRefShared patch: a decref by a thread that does not own op, anywhere in

@@ -13,6 +13,7 @@
 #define _GNU_SOURCE 1
 #include "elf_lookup.h"
 
+#include <dlfcn.h>
 #include <limits.h>
 #include "patch.h"
 #include "rt_clock.h"
@@ -79,6 +80,18 @@ static void hook_mi_free(void *p) {
     ftsan__shadow_clear((uintptr_t)p, mi_usable_size_fn(p));
   }
   orig_mi_free(p);
+}
+
+/* Calls from instrumented code, redirected by the pass: their operation was counted at the
+ * call site; go straight to the original (through the trampoline, past the hook). */
+FTSAN_EXPORT void __ftsan__Py_DecRefShared(void *op) {
+  static void (*real)(void *);
+  if (orig_decref_shared) {
+    orig_decref_shared(op);
+    return;
+  }
+  if (!real) *(void **)&real = dlsym(RTLD_DEFAULT, "_Py_DecRefShared");
+  real(op);
 }
 
 static void hook_decref_shared(void *op) {

@@ -105,7 +105,6 @@ typedef struct ftsan_thread {
   uint32_t finished;
   uint32_t ignore_sync;                   /* > 0: do not create happens-before (reserved) */
   void *contention;                       /* contention tables (rt_contention.c), or NULL */
-  int32_t rc_countdown;                   /* refcount events until the next sampled one */
   uint32_t parent_tid;
   uint32_t creation_depth;
   uint32_t pad1;
