@@ -8,8 +8,8 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from ftsan_testlib import (FTSAN, FTSAN_CC, PYTHON, TESTDATA, build_extension, ftsan_run,  # noqa: E402
-                           report_json, tempdir)
+from ftsan_testlib import (EXT_SUFFIX, FTSAN, FTSAN_CC, PY_INCLUDE, PYTHON, TESTDATA,  # noqa: E402
+                           build_extension, ftsan_run, report_json, tempdir)
 
 
 class Foundation(unittest.TestCase):
@@ -157,6 +157,33 @@ class RunCommand(unittest.TestCase):
         self.assertIn("alive", r.stdout)
         self.assertIn("speaks runtime ABI 999", r.stderr)
         self.assertEqual(r.stderr.count("speaks runtime ABI"), 1)
+
+
+class Install(unittest.TestCase):
+    """cmake --install gives a working tree: bin/, lib/ftsan/, share/ftsan/."""
+
+    def test_installed_tools_find_each_other(self):
+        work = tempdir()
+        try:
+            prefix = os.path.join(work, "prefix")
+            subprocess.run(["cmake", "--install", os.environ["FTSAN_BUILD"], "--prefix", prefix],
+                           check=True, capture_output=True)
+            for f in ("bin/ftsan", "bin/ftsan-cc", "bin/ftsan-c++", "lib/ftsan/libftsan-rt.so",
+                      "lib/ftsan/ftsan-pass.so", "share/ftsan/README.md",
+                      "share/ftsan/docs/report-format.md", "share/ftsan/include/ftsan_abi.h"):
+                self.assertTrue(os.path.exists(os.path.join(prefix, f)), f)
+            cc = os.path.join(prefix, "bin", "ftsan-cc")
+            so = os.path.join(work, "basic_ext" + EXT_SUFFIX)
+            subprocess.run([cc, "-shared", "-fPIC", "-O1", "-I" + PY_INCLUDE,
+                            os.path.join(TESTDATA, "basic", "basic_ext.c"), "-o", so], check=True)
+            out = os.path.join(work, "out")
+            r = subprocess.run([os.path.join(prefix, "bin", "ftsan"), "run", "--out", out, "--",
+                                PYTHON, os.path.join(TESTDATA, "basic", "driver.py")],
+                               env=dict(os.environ, PYTHONPATH=work), capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("0 findings in 1 process", r.stderr)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 class Wrappers(unittest.TestCase):

@@ -102,5 +102,43 @@ class GilStateAsMutex(unittest.TestCase):
             shutil.rmtree(work, ignore_errors=True)
 
 
+class TestSuites(unittest.TestCase):
+    """A test suite run under ftsan: the Python stacks name the test functions. Debian's
+    pure-Python pytest (python3-pytest, installed by the set-up) runs on python3.13t when its
+    directory is on the path; unittest works too."""
+
+    def run_suite(self, args):
+        work = tempdir()
+        self.addCleanup(shutil.rmtree, work, True)
+        build_extension(os.path.join(RACES, "static_counter", "static_counter_buggy.c"), work)
+        out = os.path.join(work, "out")
+        env = {"PYTHONPATH": os.pathsep.join([work, os.path.join(TESTDATA, "suite"),
+                                              "/usr/lib/python3/dist-packages"])}
+        r = ftsan_run([PYTHON, "-m", *args], out, env=env)
+        return r, report_json(out)
+
+    def assert_test_named(self, rep, test):
+        self.assertTrue(rep["findings"])
+        names = {fr["function"] for f in rep["findings"] for a in f["accesses"]
+                 for fr in a["python_stack"]}
+        self.assertIn("hammer.<locals>.work", names)
+        # the thread that raced was started from the test function
+        started = {fr["function"] for f in rep["findings"] for th in f["threads"]
+                   for fr in th["created_at_python"]}
+        self.assertIn(test, started)
+
+    def test_pytest(self):
+        r, rep = self.run_suite(["pytest", "-q", "-p", "no:cacheprovider", "-k", "test_counter_from_threads",
+                                 os.path.join(TESTDATA, "suite", "test_counter.py")])
+        self.assertEqual(r.returncode, 66, r.stdout + r.stderr)
+        self.assertIn("1 passed", r.stdout)
+        self.assert_test_named(rep, "test_counter_from_threads")
+
+    def test_unittest(self):
+        r, rep = self.run_suite(["unittest", "test_counter.CounterTests"])
+        self.assertEqual(r.returncode, 66, r.stdout + r.stderr)
+        self.assert_test_named(rep, "CounterTests.test_counter_unittest")
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
