@@ -5,6 +5,7 @@
 #include "findings.h"
 
 #include "cli.h"
+#include "ftsan_abi.h"
 
 #include <fnmatch.h>
 #include <stdlib.h>
@@ -42,6 +43,14 @@ static void symbolize_stack(const ftsan_trace *t, ftsan_symbolizer *sym, const u
       l->frame = fr[k];
     }
   }
+}
+
+/* The frame a summary names: the first one outside CPython's headers (Py_TYPE,
+ * PyBytes_GET_SIZE ... inlined into the caller say less than the caller's own line). */
+static const ftsan_loc *summary_loc(const ftsan_stack *s) {
+  for (int i = 0; i < s->n; i++)
+    if (!strstr(s->locs[i].frame.file, "/include/python3")) return &s->locs[i];
+  return s->n ? &s->locs[0] : NULL;
 }
 
 /* "function file:line", the identity of a frame in keys and summaries. */
@@ -152,6 +161,7 @@ static int suppressed(const ftsan_suppressions *s, const ftsan_finding *f) {
 const char *ftsan_finding_kind_name(uint32_t kind) {
   switch (kind) {
   case FTSAN_FINDING_DATA_RACE: return "data-race";
+  case FTSAN_FINDING_USE_AFTER_FREE: return "use-after-free";
   case FTSAN_FINDING_GIL_ENABLED: return "gil-enabled";
   default: return "unknown";
   }
@@ -201,6 +211,7 @@ static int parse_race(const ftsan_trace *t, const ftsan_raw_record *rec, ftsan_s
     }
   }
   f->alloc_tid = r.alloc_tid;
+  f->borrow_api = r.borrow_api;
   symbolize_stack(t, sym, tmp + r.cur.stack_len + r.prev.stack_len, r.alloc_stack_len, &f->alloc);
   free(tmp);
   if (r.type_name_len)
@@ -402,6 +413,54 @@ static void print_thread_text(FILE *o, const ftsan_finding *f, uint32_t tid, fts
   }
 }
 
+static const char *borrow_api_name(uint32_t id) {
+#define NAME(i, name, fix) if (id == i) return #name;
+  FTSAN_BORROW_APIS(NAME)
+#undef NAME
+  return "a borrowed-reference API";
+}
+
+static const char *borrow_api_fix(uint32_t id) {
+#define FIX(i, name, fix) if (id == i) return fix;
+  FTSAN_BORROW_APIS(FIX)
+#undef FIX
+  return "a strong reference";
+}
+
+
+
+static void print_uaf_text(FILE *o, const ftsan_finding *f) {
+  fprintf(o, "==================\n");
+  fprintf(o, "WARNING: ftsan: use-after-free of a borrowed reference (pid=%u)\n", f->trace->header.pid);
+  print_access_text(o, f, &f->cur, 0);
+  const char *name = thread_name(f->trace, f->prev.tid);
+  fprintf(o, "\n  The object (%s%s%s at 0x%llx, %llu bytes) was freed by thread T%u%s%s%s:\n",
+          f->type_name[0] ? "a '" : "a Python object", f->type_name, f->type_name[0] ? "'" : "",
+          (unsigned long long)f->object_addr, (unsigned long long)f->object_size, f->prev.tid,
+          name ? " '" : "", name ? name : "", name ? "'" : "");
+  print_stack_text(o, &f->prev.stack, TEXT_FRAMES);
+  if (f->prev.npy) {
+    fprintf(o, "    Python stack:\n");
+    for (int i = 0; i < f->prev.npy; i++)
+      fprintf(o, "      #%d %s %s:%d\n", i, f->prev.py[i].function, f->prev.py[i].file, f->prev.py[i].line);
+  }
+  fprintf(o, "\n  The pointer is a borrowed reference from %s, called at:\n", borrow_api_name(f->borrow_api));
+  print_stack_text(o, &f->alloc, 4);
+  fprintf(o, "  Fix: take a strong reference with %s and release it when done; a borrowed reference\n"
+             "  is only safe while nothing else can drop the last reference, which in a free-threaded\n"
+             "  build is never guaranteed.\n", borrow_api_fix(f->borrow_api));
+  char where[600];
+  loc_str(summary_loc(&f->cur.stack), where, sizeof where);
+  char *sp = strchr(where, ' ');
+  if (sp) {
+    *sp = 0;
+    fprintf(o, "SUMMARY: ftsan: use-after-free %s in %s\n", sp + 1, where);
+  } else {
+    fprintf(o, "SUMMARY: ftsan: use-after-free %s\n", where);
+  }
+  fprintf(o, "==================\n");
+}
+
 static void print_gil_enabled_text(FILE *o, const ftsan_finding *f) {
   fprintf(o, "==================\n");
   fprintf(o, "WARNING: ftsan: the GIL was enabled (pid=%u)\n", f->trace->header.pid);
@@ -431,6 +490,10 @@ static void print_gil_enabled_text(FILE *o, const ftsan_finding *f) {
 void ftsan_finding_print_text(FILE *o, const ftsan_finding *f, ftsan_symbolizer *sym) {
   if (f->kind == FTSAN_FINDING_GIL_ENABLED) {
     print_gil_enabled_text(o, f);
+    return;
+  }
+  if (f->kind == FTSAN_FINDING_USE_AFTER_FREE) {
+    print_uaf_text(o, f);
     return;
   }
   fprintf(o, "==================\n");
@@ -467,7 +530,7 @@ void ftsan_finding_print_text(FILE *o, const ftsan_finding *f, ftsan_symbolizer 
     fprintf(o, "\n");
   }
   char where[600];
-  loc_str(f->cur.stack.n ? &f->cur.stack.locs[0] : NULL, where, sizeof where);
+  loc_str(summary_loc(&f->cur.stack), where, sizeof where);
   char *sp = strchr(where, ' ');
   if (sp) {
     *sp = 0;
@@ -550,7 +613,17 @@ void ftsan_finding_print_json(FILE *o, const ftsan_finding *f, ftsan_symbolizer 
   print_access_json(o, f, &f->cur);
   fprintf(o, ", ");
   print_access_json(o, f, &f->prev);
-  fprintf(o, "], \"location\": ");
+  fprintf(o, "], ");
+  if (f->kind == FTSAN_FINDING_USE_AFTER_FREE) {
+    fprintf(o, "\"borrowed_from\": {\"api\": ");
+    json_str(o, borrow_api_name(f->borrow_api));
+    fprintf(o, ", \"fix\": ");
+    json_str(o, borrow_api_fix(f->borrow_api));
+    fprintf(o, ", \"thread\": %u, \"stack\": ", f->alloc_tid);
+    print_stack_json(o, &f->alloc);
+    fprintf(o, "}, ");
+  }
+  fprintf(o, "\"location\": ");
   if (f->mem_kind == FTSAN_MEM_PYOBJECT) {
     fprintf(o, "{\"kind\": \"pyobject\", \"type\": ");
     json_str(o, f->type_name);

@@ -48,6 +48,7 @@ typedef struct ftsan_finding {
   int has_global;
   ftsan_data_sym global;   /* when the address is a static variable of a module */
   const ftsan_module *global_module;
+  uint32_t borrow_api;     /* use-after-free: FTSAN_BORROW_APIS id of the borrowing call */
   char module[256];        /* gil-enabled: the module whose import enabled the GIL */
   char module_file[512];
   int gil_enabled_in_process;

@@ -23,7 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define FTSAN_ABI_VERSION 2u
+#define FTSAN_ABI_VERSION 3u
 
 /* Atomic descriptor: bits 0-3 log2(size), bits 4-7 memory order, bits 8-11 operation.
  * Memory orders use the values of the C11/GCC __ATOMIC_* constants. Part of the ABI. */
@@ -86,6 +86,19 @@
   X(PyMem_RawRealloc, void *, (void *p, size_t n), (p, n))                                  \
   X(PyMem_RawFree, void, (void *p), (p))
 
+/* The C-API functions that return a borrowed reference. After each call the pass inserts
+ * __ftsan_borrow(result, id): if the object dies while the thread still uses the pointer,
+ * the runtime reports a use-after-free naming this call and the fix (the strong-reference
+ * API). X(id, name, fix). Part of the ABI: ids never change meaning. */
+#define FTSAN_BORROW_APIS(X)                                                                 \
+  X(1, PyList_GetItem, "PyList_GetItemRef")                                                 \
+  X(2, PyDict_GetItem, "PyDict_GetItemRef")                                                 \
+  X(3, PyDict_GetItemString, "PyDict_GetItemStringRef")                                     \
+  X(4, PyDict_GetItemWithError, "PyDict_GetItemRef")                                        \
+  X(5, PyWeakref_GetObject, "PyWeakref_GetRef")                                             \
+  X(6, PyTuple_GetItem, "a strong reference (Py_NewRef) taken while the tuple is known alive") \
+  X(7, PySequence_Fast_GetItem, "a strong reference (Py_NewRef) under a critical section")
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -121,6 +134,9 @@ void __ftsan_fence(uint32_t mo);
 #define FTSAN_RC_INCREF 0u
 #define FTSAN_RC_DECREF 1u
 uint32_t __ftsan_refcount(void *op, uint32_t kind);
+
+/* A borrowed reference op was just returned by the API FTSAN_BORROW_APIS names with id. */
+void __ftsan_borrow(void *op, uint32_t api);
 
 /* caller_pc is the function's return address: the call site in its caller. */
 void __ftsan_func_entry(void *caller_pc);

@@ -159,12 +159,14 @@ struct ftsan_rec_race {
   uint32_t alloc_stack_len; /* HEAP: allocation stack (instrumented frames), 0 if unknown */
   uint32_t cur_py_len;      /* Python frames of the current access (PYSITE ids) */
   uint32_t prev_py_len;     /* Python frame that called into C before the previous access */
-  uint32_t pad;
+  uint32_t borrow_api;      /* USE_AFTER_FREE: the FTSAN_BORROW_APIS id of the borrowing call */
   /* uint64_t cur_stack[cur.stack_len]; uint64_t prev_stack[prev.stack_len];
    * uint64_t alloc_stack[alloc_stack_len]; uint64_t cur_py[cur_py_len] (innermost first);
    * uint64_t prev_py[prev_py_len]; char type_name[type_name_len] */
 };
-enum ftsan_finding_kind { FTSAN_FINDING_DATA_RACE = 1 };
+/* USE_AFTER_FREE: cur is the access, prev the free (its full stack, its Python stack), the
+ * allocation-stack fields hold the borrowing call, object_* the dead object. */
+enum ftsan_finding_kind { FTSAN_FINDING_DATA_RACE = 1, FTSAN_FINDING_USE_AFTER_FREE = 2 };
 enum ftsan_mem_kind {
   FTSAN_MEM_UNKNOWN = 0,    /* the CLI looks the address up in the module map (globals) */
   FTSAN_MEM_PYOBJECT = 1,   /* inside a Python object (type name recorded) */

@@ -18,6 +18,7 @@
 #include "ftsan_abi.h"
 
 #include "llvm/ADT/SmallVector.h"
+#include "llvm/ADT/StringMap.h"
 #include "llvm/ADT/StringSet.h"
 #include "llvm/Analysis/CaptureTracking.h"
 #include "llvm/Analysis/ValueTracking.h"
@@ -196,8 +197,9 @@ private:
   Type *IntptrTy = nullptr;
   Type *PtrTy = nullptr;
   FunctionCallee Read[5], Write[5], ReadRange, WriteRange;
-  FunctionCallee AtomicPre, AtomicPost, Fence, FuncEntry, FuncExit;
+  FunctionCallee AtomicPre, AtomicPost, Fence, FuncEntry, FuncExit, Borrow;
   StringSet<> Wrapped;
+  StringMap<unsigned> BorrowApis;
 };
 
 unsigned memoryOrder(AtomicOrdering O) {
@@ -250,6 +252,10 @@ void FtsanInstrumentPass::initialize(Module &M) {
   Fence = M.getOrInsertFunction("__ftsan_fence", Attr, VoidTy, I32);
   FuncEntry = M.getOrInsertFunction("__ftsan_func_entry", Attr, VoidTy, PtrTy);
   FuncExit = M.getOrInsertFunction("__ftsan_func_exit", Attr, VoidTy);
+  Borrow = M.getOrInsertFunction("__ftsan_borrow", Attr, VoidTy, PtrTy, I32);
+#define FTSAN__BORROW_API(id, name, fix) BorrowApis[#name] = id;
+  FTSAN_BORROW_APIS(FTSAN__BORROW_API)
+#undef FTSAN__BORROW_API
 #define FTSAN__WRAPPED_NAME(name, ret, params, args) Wrapped.insert(#name);
   FTSAN_CAPI_WRAPPERS(FTSAN__WRAPPED_NAME)
   FTSAN_ALLOC_WRAPPERS(FTSAN__WRAPPED_NAME)
@@ -338,6 +344,7 @@ bool FtsanInstrumentPass::instrumentFunction(Function &F) {
 
   SmallVector<Instruction *, 32> Accesses, Rets;
   SmallVector<CallBase *, 8> Redirects;
+  SmallVector<std::pair<CallBase *, unsigned>, 8> Borrows;
   bool HasCalls = false;
   for (Instruction &I : instructions(F)) {
     if (isa<LoadInst>(I) || isa<StoreInst>(I) || isa<AtomicRMWInst>(I) ||
@@ -349,9 +356,13 @@ bool FtsanInstrumentPass::instrumentFunction(Function &F) {
       if (isa<IntrinsicInst>(CB))
         continue;
       HasCalls = true;
-      if (Function *Callee = CB->getCalledFunction())
+      if (Function *Callee = CB->getCalledFunction()) {
         if (Wrapped.contains(Callee->getName()))
           Redirects.push_back(CB);
+        auto It = BorrowApis.find(Callee->getName());
+        if (It != BorrowApis.end() && CB->getType()->isPointerTy())
+          Borrows.push_back({CB, It->second});
+      }
     }
   }
 
@@ -403,6 +414,15 @@ bool FtsanInstrumentPass::instrumentFunction(Function &F) {
     } else {
       continue;
     }
+    Changed = true;
+  }
+
+  // A borrowed reference: tell the runtime right after the call returns it.
+  for (auto [CB, Id] : Borrows) {
+    if (isa<InvokeInst>(CB))
+      continue;
+    IRBuilder<> B(CB->getNextNode());
+    B.CreateCall(Borrow, {CB, B.getInt32(Id)});
     Changed = true;
   }
 

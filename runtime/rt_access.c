@@ -150,7 +150,10 @@ FTSAN_EXPORT void __ftsan_func_entry(void *caller_pc) {
   /* Entering instrumented code from outside (from Python): remember the Python line, so
    * that a later report on an access made now can say where in Python it came from. */
   if (t->depth == 0 && !t->ignore) ftsan__history_python_entry(t);
-  if (FTSAN_LIKELY(t->depth < FTSAN_SHADOW_STACK)) t->stack[t->depth] = pc;
+  if (FTSAN_LIKELY(t->depth < FTSAN_SHADOW_STACK)) {
+    t->stack[t->depth] = pc;
+    t->frame_serial[t->depth] = ++t->next_serial;
+  }
   t->depth++;
   if (FTSAN_UNLIKELY(t->ignore)) return;
   ftsan__stats_add(t, CALLER_PC, FTSAN_EV_FUNC_ENTRY);

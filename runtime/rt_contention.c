@@ -221,6 +221,7 @@ FTSAN_EXPORT uint32_t __ftsan_refcount(void *op, uint32_t kind) {
 /* From the _Py_DecRefShared patch: a decref by a thread that does not own op, anywhere in
  * the process. Calls from instrumented code were already counted at their call site. */
 void ftsan__contention_decref_shared(void *op, uint64_t caller) {
+  (void)caller; /* the patch checked it: not instrumented code */
   if (!op || !ftsan__contention_on) return;
   ftsan_thread *t = ftsan__thread();
   if (t->ignore) return;

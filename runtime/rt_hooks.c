@@ -16,6 +16,7 @@
 #include <dlfcn.h>
 #include <limits.h>
 #include "patch.h"
+#include "rt_borrow.h"
 #include "rt_clock.h"
 #include "rt_contention.h"
 #include "rt_heap.h"
@@ -75,9 +76,11 @@ static int hook_mutex_try_unlock(void *m) {
 }
 
 static void hook_mi_free(void *p) {
-  if (p && ftsan__enabled && mi_usable_size_fn) {
+  if (p && ftsan__race_on && mi_usable_size_fn) {
+    size_t size = mi_usable_size_fn(p);
     ftsan__heap_forget((uintptr_t)p);
-    ftsan__shadow_clear((uintptr_t)p, mi_usable_size_fn(p));
+    ftsan__shadow_clear((uintptr_t)p, size);
+    ftsan__borrow_freed(p, size); /* a borrowed object dying: mark it freed */
   }
   orig_mi_free(p);
 }

@@ -116,6 +116,15 @@ typedef struct ftsan_thread {
   uint32_t creation_py_len;
   char pyname[64];                        /* threading.Thread name, "" if unknown */
   uint64_t stack[FTSAN_SHADOW_STACK];     /* return addresses, outermost first */
+  uint32_t frame_serial[FTSAN_SHADOW_STACK]; /* serial of each live frame (rt_borrow.c) */
+  uint32_t next_serial;
+  uint32_t nborrows;
+  struct ftsan_borrow {
+    uintptr_t op;                         /* the borrowed object */
+    uint64_t pc;                          /* the borrowing call (return address) */
+    uint64_t pyev;                        /* Python line at the time (history PY event) */
+    uint32_t api, depth, serial, pad;     /* valid while that frame is live */
+  } borrows[16];                          /* ring of recent borrowed references */
 } ftsan_thread;
 
 extern FTSAN_TLS ftsan_thread *ftsan__cur;

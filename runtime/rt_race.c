@@ -1,5 +1,6 @@
 /* rt_race.c: the full happens-before check of one access against a granule's shadow cells
  * (the out-of-line part of ftsan__check_granule in rt_race.h). */
+#include "rt_borrow.h"
 #include "rt_race.h"
 
 FTSAN_NOINLINE void ftsan__check_granule_slow(ftsan_thread *t, uint64_t *cells, uintptr_t addr,
@@ -9,6 +10,10 @@ FTSAN_NOINLINE void ftsan__check_granule_slow(ftsan_thread *t, uint64_t *cells, 
   int stored = 0;
   for (int i = 0; i < FTSAN_CELLS; i++) {
     uint64_t old = __atomic_load_n(&cells[i], __ATOMIC_RELAXED);
+    if (FTSAN_UNLIKELY(CELL_TID(old) == FTSAN_FREED_TID)) {
+      ftsan__borrow_check_freed(t, &cells[i], addr, cur, pc);
+      old = 0;
+    }
     if (old == 0) {
       if (!stored) {
         __atomic_store_n(&cells[i], cur, __ATOMIC_RELAXED);

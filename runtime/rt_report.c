@@ -2,6 +2,7 @@
  * unwound, the previous one rebuilt from its thread's history), what the memory is, and the
  * RACE record in the trace. */
 #define _GNU_SOURCE 1
+#include "rt_borrow.h"
 #include "rt_heap.h"
 #include "rt_race.h"
 
@@ -268,5 +269,69 @@ void ftsan__report_gil_enabled(void *module, void *name) {
   __atomic_add_fetch(&nfindings, 1, __ATOMIC_RELAXED);
   ftsan__log("ftsan: importing module '%s' enabled the GIL (it does not declare Py_mod_gil = "
              "Py_MOD_GIL_NOT_USED): races may be hidden from now on (details: ftsan report)", mod);
+  t->ignore--;
+}
+
+/* ---- use-after-free of a borrowed reference -------------------------------------------- */
+void ftsan__report_use_after_free(ftsan_thread *t, uintptr_t addr, uint64_t cur, uint64_t pc,
+                                  uintptr_t obj, size_t size, uint32_t free_tid,
+                                  const uint64_t *free_stack, uint32_t nfree,
+                                  const uint64_t *free_py, uint32_t nfree_py, uint64_t borrow_pc,
+                                  uint32_t api, uint64_t borrow_pyev, const char *type_name) {
+  (void)borrow_pyev;
+  /* One report per (access site, borrowing site): a loop would otherwise report each object. */
+  if (!set_insert(seen_pairs, mix(pc ^ 0x5541465541464146ull, borrow_pc))) return;
+  t->ignore++;
+  uint64_t cur_stack[MAX_STACK];
+  int ncur = current_stack(pc, cur_stack, MAX_STACK, t);
+  int full = ncur > 0;
+  if (ncur < 0) ncur = -ncur;
+  uint64_t cur_py[MAX_PY];
+  uint32_t ncur_py = 0;
+  uintptr_t codes[MAX_PY];
+  int offsets[MAX_PY];
+  int n = ftsan__python_stack(codes, offsets, MAX_PY);
+  for (int i = 0; i < n; i++) {
+    uint64_t id = ftsan__pysite(codes[i], offsets[i]);
+    if (id) cur_py[ncur_py++] = id;
+  }
+  if (nfree > MAX_STACK) nfree = MAX_STACK;
+  if (nfree_py > MAX_PY) nfree_py = MAX_PY;
+  size_t name_len = type_name && type_name[0] ? strlen(type_name) + 1 : 0;
+  uint32_t size_rec = (uint32_t)((sizeof(struct ftsan_rec_race) + 8u * (ncur + nfree + 1 + ncur_py + nfree_py) +
+                                  name_len + 7) & ~7u);
+  char buf[sizeof(struct ftsan_rec_race) + 8 * (2 * MAX_STACK + 1 + 2 * MAX_PY) + 128 + 8];
+  memset(buf, 0, size_rec);
+  struct ftsan_rec_race *r = (struct ftsan_rec_race *)buf;
+  r->h.kind = FTSAN_REC_RACE;
+  r->h.size = size_rec;
+  r->kind = FTSAN_FINDING_USE_AFTER_FREE;
+  r->mem_kind = FTSAN_MEM_PYOBJECT;
+  r->addr = addr;
+  r->cur = (struct ftsan_race_access){t->tid, (uint8_t)(1u << CELL_LOG(cur)), (uint8_t)CELL_WRITE(cur),
+                                      (uint8_t)CELL_ATOMIC(cur), (uint8_t)full, (uint32_t)ncur, 0,
+                                      CELL_EPOCH(cur)};
+  r->prev = (struct ftsan_race_access){free_tid, (uint8_t)size, 1, 0, 1, nfree, 0, 0};
+  r->object_addr = obj;
+  r->object_size = size;
+  r->type_name_len = (uint32_t)name_len;
+  r->alloc_tid = t->tid;
+  r->alloc_stack_len = 1;
+  r->cur_py_len = ncur_py;
+  r->prev_py_len = nfree_py;
+  r->borrow_api = api;
+  char *p = buf + sizeof *r;
+  memcpy(p, cur_stack, 8u * ncur), p += 8u * ncur;
+  memcpy(p, free_stack, 8u * nfree), p += 8u * nfree;
+  memcpy(p, &borrow_pc, 8), p += 8;
+  memcpy(p, cur_py, 8u * ncur_py), p += 8u * ncur_py;
+  memcpy(p, free_py, 8u * nfree_py), p += 8u * nfree_py;
+  if (name_len) memcpy(p, type_name, name_len);
+  ftsan__trace_write(buf, size_rec);
+  uint32_t nth = __atomic_add_fetch(&nfindings, 1, __ATOMIC_RELAXED);
+  if (ftsan__opt.report_to_stderr && nth <= 10)
+    ftsan__log("ftsan: use-after-free #%u: thread T%u used a borrowed reference to an object "
+               "that thread T%u freed (details: ftsan report)", nth, t->tid, free_tid);
+  if (ftsan__opt.halt_on_error) ftsan__halt(ftsan__opt.exitcode);
   t->ignore--;
 }

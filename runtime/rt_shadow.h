@@ -24,6 +24,9 @@
 #define CELL_WRITE(c) (((c) >> 59) & 1)
 #define CELL_ATOMIC(c) (((c) >> 60) & 1)
 #define CELL_GILSTATE(c) (((c) >> 61) & 1)
+/* A cell of this thread id marks memory of a freed object that some thread had borrowed;
+ * its epoch field is the index of the free in rt_borrow.c's table. */
+#define FTSAN_FREED_TID 4095u
 #define CELL_MAKE(epoch, tid, off, log, w, a)                                           \
   (((uint64_t)(epoch) & FTSAN_EPOCH_MASK) | ((uint64_t)(tid) << 42) |                  \
    ((uint64_t)(off) << 54) | ((uint64_t)(log) << 57) | ((uint64_t)(w) << 59) |         \

@@ -7,6 +7,7 @@
 
 #include <dlfcn.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -24,7 +25,7 @@ static int exit_key_ok;
 
 static ftsan_thread *thread_new(uint32_t parent) {
   uint32_t tid = __atomic_fetch_add(&ftsan__thread_count, 1, __ATOMIC_RELAXED);
-  if (tid >= FTSAN_MAX_THREADS) {
+  if (tid >= FTSAN_MAX_THREADS - 1) { /* the last id marks freed memory (rt_shadow.h) */
     /* Beyond the table the thread is not tracked: it shares a catch-all context whose
      * events are still counted but never attributed. */
     static ftsan_thread overflow;

@@ -102,6 +102,61 @@ class GilStateAsMutex(unittest.TestCase):
             shutil.rmtree(work, ignore_errors=True)
 
 
+BORROW = os.path.join(TESTDATA, "borrow")
+
+
+class BorrowedReferences(unittest.TestCase):
+    """A borrowed PyList_GetItem reference used after another thread replaced (and freed) the
+    item is a use-after-free naming the borrowing call; PyList_GetItemRef is clean."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.work = tempdir()
+        for v in ("buggy", "fixed"):
+            build_extension(os.path.join(BORROW, "borrow_list_%s.c" % v), cls.work)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.work, ignore_errors=True)
+
+    def run_driver(self, module, i):
+        out = os.path.join(self.work, "%s-%d" % (module, i))
+        r = ftsan_run([PYTHON, os.path.join(BORROW, "driver.py"), module], out,
+                      env={"PYTHONPATH": self.work})
+        return r, report_json(out)
+
+    def test_use_after_free_of_a_borrowed_reference(self):
+        for i in range(3):
+            r, rep = self.run_driver("borrow_list_buggy", i)
+            self.assertEqual(r.returncode, 66, r.stderr)
+            uaf = [f for f in rep["findings"] if f["kind"] == "use-after-free"]
+            self.assertEqual(len(uaf), 1, rep["findings"])
+            self.assertEqual(len(rep["findings"]), 1)
+            f = uaf[0]
+            use, free = f["accesses"]
+            user = [fr for fr in use["stack"] if fr["function"] == "first_size"][0]
+            self.assertEqual((os.path.basename(user["file"]), user["line"]), ("borrow_list_buggy.c", 15))
+            self.assertEqual(use["thread_name"], "reader")
+            self.assertEqual(use["python_stack"][0]["function"], "reader")
+            self.assertEqual(free["thread_name"], "writer")
+            self.assertEqual((free["python_stack"][0]["function"], free["python_stack"][0]["line"]), ("writer", 20))
+            self.assertEqual(f["borrowed_from"]["api"], "PyList_GetItem")
+            self.assertEqual(f["borrowed_from"]["fix"], "PyList_GetItemRef")
+            self.assertEqual(f["borrowed_from"]["stack"][0]["line"], 11)
+            self.assertEqual(f["location"]["kind"], "pyobject")
+            self.assertEqual(f["location"]["type"], "bytes")
+        out = os.path.join(self.work, "borrow_list_buggy-0")
+        text = subprocess.run([FTSAN, "report", out], capture_output=True, text=True).stdout
+        self.assertIn("use-after-free of a borrowed reference", text)
+        self.assertIn("SUMMARY: ftsan: use-after-free borrow_list_buggy.c:15 in first_size", text)
+
+    def test_strong_reference_is_clean(self):
+        for i in range(3):
+            r, rep = self.run_driver("borrow_list_fixed", i)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(rep["findings"], [])
+
+
 class TestSuites(unittest.TestCase):
     """A test suite run under ftsan: the Python stacks name the test functions. Debian's
     pure-Python pytest (python3-pytest, installed by the set-up) runs on python3.13t when its
