@@ -422,6 +422,7 @@ bool FtsanInstrumentPass::instrumentFunction(Function &F) {
     if (isa<InvokeInst>(CB))
       continue;
     IRBuilder<> B(CB->getNextNode());
+    B.SetCurrentDebugLocation(CB->getDebugLoc()); // the event names the borrowing call's line
     B.CreateCall(Borrow, {CB, B.getInt32(Id)});
     Changed = true;
   }

@@ -1,23 +1,26 @@
-"""Borrowed-reference driver: a reader thread calls first_size(lst, callback); inside the
-callback it lets a writer thread replace lst[0] (an object the writer created, so the
-writer's own decref frees it at once), and waits until it has. python driver.py MODULE"""
+"""Borrowed-reference driver: a reader thread calls first_size(lst, callback) (borrow_list_*)
+or value_size(d, "k", callback) (borrow_dict_*); inside the callback it lets a writer thread
+replace the item (an object the writer created, so the writer's own decref frees it at
+once), and waits until it has. python driver.py MODULE"""
 import importlib
 import sys
 import threading
 
 mod = importlib.import_module(sys.argv[1])
 ROUNDS = 20
-lst = [None]
+is_dict = "dict" in sys.argv[1]
+box = {"k": None} if is_dict else [None]
+KEY = "k" if is_dict else 0
 go, done = threading.Event(), threading.Event()
 sizes = []
 
 
 def writer():
     for i in range(ROUNDS):
-        lst[0] = bytes(100 + i)  # created, and owned, by this thread
+        box[KEY] = bytes(100 + i)  # created, and owned, by this thread
         go.wait()
         go.clear()
-        lst[0] = bytes(1)  # the old item's last reference goes: freed here
+        box[KEY] = bytes(1)  # the old item's last reference goes: freed here
         done.set()
 
 
@@ -29,9 +32,12 @@ def callback():
 
 def reader():
     for i in range(ROUNDS):
-        while lst[0] is None or len(lst[0]) != 100 + i:
+        while box[KEY] is None or len(box[KEY]) != 100 + i:
             pass
-        sizes.append(mod.first_size(lst, callback))
+        if is_dict:
+            sizes.append(mod.value_size(box, KEY, callback))
+        else:
+            sizes.append(mod.first_size(box, callback))
 
 
 threads = [threading.Thread(target=writer, name="writer"), threading.Thread(target=reader, name="reader")]

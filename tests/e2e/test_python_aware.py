@@ -105,56 +105,83 @@ class GilStateAsMutex(unittest.TestCase):
 BORROW = os.path.join(TESTDATA, "borrow")
 
 
+def line_with(path, text):
+    with open(path) as f:
+        for i, line in enumerate(f, 1):
+            if text in line:
+                return i
+    raise AssertionError("%r not in %s" % (text, path))
+
+
+# case: (driver, C function, borrowing API, its fix, type of the freed object)
+BORROW_CASES = {
+    "list": ("driver.py", "first_size", "PyList_GetItem", "PyList_GetItemRef", "bytes"),
+    "dict": ("driver.py", "value_size", "PyDict_GetItemWithError", "PyDict_GetItemRef", "bytes"),
+    "weakref": ("driver_weakref.py", "referent_size", "PyWeakref_GetObject", "PyWeakref_GetRef", "set"),
+}
+
+
 class BorrowedReferences(unittest.TestCase):
-    """A borrowed PyList_GetItem reference used after another thread replaced (and freed) the
-    item is a use-after-free naming the borrowing call; PyList_GetItemRef is clean."""
+    """A borrowed reference (PyList_GetItem, PyDict_GetItemWithError, PyWeakref_GetObject)
+    used after another thread dropped the object's last reference is a use-after-free naming
+    the borrowing call, the free (thread, C and Python stacks) and the fix; the twins that
+    take a strong reference are clean."""
 
     @classmethod
     def setUpClass(cls):
         cls.work = tempdir()
-        for v in ("buggy", "fixed"):
-            build_extension(os.path.join(BORROW, "borrow_list_%s.c" % v), cls.work)
+        for case in BORROW_CASES:
+            for v in ("buggy", "fixed"):
+                build_extension(os.path.join(BORROW, "borrow_%s_%s.c" % (case, v)), cls.work)
 
     @classmethod
     def tearDownClass(cls):
         shutil.rmtree(cls.work, ignore_errors=True)
 
-    def run_driver(self, module, i):
+    def run_driver(self, case, variant, i):
+        module = "borrow_%s_%s" % (case, variant)
         out = os.path.join(self.work, "%s-%d" % (module, i))
-        r = ftsan_run([PYTHON, os.path.join(BORROW, "driver.py"), module], out,
+        r = ftsan_run([PYTHON, os.path.join(BORROW, BORROW_CASES[case][0]), module], out,
                       env={"PYTHONPATH": self.work})
-        return r, report_json(out)
+        return r, report_json(out), out
 
-    def test_use_after_free_of_a_borrowed_reference(self):
+    def check_buggy(self, case):
+        driver, func, api, fix, tname = BORROW_CASES[case]
+        src = os.path.join(BORROW, "borrow_%s_buggy.c" % case)
+        use_line = line_with(src, "ftsan: use-after-free")
+        borrow_line = line_with(src, "/* borrowed")
+        free_line = line_with(os.path.join(BORROW, driver), "freed here")
         for i in range(3):
-            r, rep = self.run_driver("borrow_list_buggy", i)
+            r, rep, out = self.run_driver(case, "buggy", i)
             self.assertEqual(r.returncode, 66, r.stderr)
-            uaf = [f for f in rep["findings"] if f["kind"] == "use-after-free"]
-            self.assertEqual(len(uaf), 1, rep["findings"])
-            self.assertEqual(len(rep["findings"]), 1)
-            f = uaf[0]
+            self.assertEqual([f["kind"] for f in rep["findings"]], ["use-after-free"])
+            f = rep["findings"][0]
             use, free = f["accesses"]
-            user = [fr for fr in use["stack"] if fr["function"] == "first_size"][0]
-            self.assertEqual((os.path.basename(user["file"]), user["line"]), ("borrow_list_buggy.c", 15))
+            user = [fr for fr in use["stack"] if fr["function"] == func][0]
+            self.assertEqual(user["line"], use_line)
             self.assertEqual(use["thread_name"], "reader")
             self.assertEqual(use["python_stack"][0]["function"], "reader")
             self.assertEqual(free["thread_name"], "writer")
-            self.assertEqual((free["python_stack"][0]["function"], free["python_stack"][0]["line"]), ("writer", 20))
-            self.assertEqual(f["borrowed_from"]["api"], "PyList_GetItem")
-            self.assertEqual(f["borrowed_from"]["fix"], "PyList_GetItemRef")
-            self.assertEqual(f["borrowed_from"]["stack"][0]["line"], 11)
-            self.assertEqual(f["location"]["kind"], "pyobject")
-            self.assertEqual(f["location"]["type"], "bytes")
-        out = os.path.join(self.work, "borrow_list_buggy-0")
+            self.assertEqual((free["python_stack"][0]["function"], free["python_stack"][0]["line"]),
+                             ("writer", free_line))
+            self.assertEqual(f["borrowed_from"]["api"], api)
+            self.assertEqual(f["borrowed_from"]["fix"], fix)
+            self.assertEqual(f["borrowed_from"]["stack"][0]["line"], borrow_line)
+            self.assertEqual(f["location"]["type"], tname)
         text = subprocess.run([FTSAN, "report", out], capture_output=True, text=True).stdout
         self.assertIn("use-after-free of a borrowed reference", text)
-        self.assertIn("SUMMARY: ftsan: use-after-free borrow_list_buggy.c:15 in first_size", text)
+        self.assertIn("SUMMARY: ftsan: use-after-free borrow_%s_buggy.c:%d in %s" % (case, use_line, func), text)
 
-    def test_strong_reference_is_clean(self):
+    def check_fixed(self, case):
         for i in range(3):
-            r, rep = self.run_driver("borrow_list_fixed", i)
+            r, rep, _ = self.run_driver(case, "fixed", i)
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertEqual(rep["findings"], [])
+
+
+for _case in BORROW_CASES:
+    setattr(BorrowedReferences, "test_%s_buggy_is_reported" % _case, lambda self, c=_case: self.check_buggy(c))
+    setattr(BorrowedReferences, "test_%s_fixed_is_clean" % _case, lambda self, c=_case: self.check_fixed(c))
 
 
 class TestSuites(unittest.TestCase):
