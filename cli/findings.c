@@ -337,6 +337,13 @@ void ftsan_findings_free(ftsan_finding *f, size_t n) {
   free(f);
 }
 
+/* The race is on a dict's contents as ftsan models them: PyDict_Next (read) against the
+ * interpreter's insertions and deletions (write), at the ma_used field. */
+static int dict_contents(const ftsan_finding *f) {
+  return f->kind == FTSAN_FINDING_DATA_RACE && f->mem_kind == FTSAN_MEM_PYOBJECT &&
+         !strcmp(f->type_name, "dict") && f->addr - f->object_addr == 32;
+}
+
 /* ---- text ---------------------------------------------------------------------------------- */
 
 #define TEXT_FRAMES 24
@@ -504,10 +511,14 @@ void ftsan_finding_print_text(FILE *o, const ftsan_finding *f, ftsan_symbolizer 
   fprintf(o, "\n");
   print_access_text(o, f, &f->prev, 1);
   fprintf(o, "\n");
-  if (f->mem_kind == FTSAN_MEM_PYOBJECT)
+  if (f->mem_kind == FTSAN_MEM_PYOBJECT) {
     fprintf(o, "  Location is offset %llu in a Python object of type '%s' at 0x%llx (tp_basicsize %llu)\n",
             (unsigned long long)(f->addr - f->object_addr), f->type_name[0] ? f->type_name : "?",
             (unsigned long long)f->object_addr, (unsigned long long)f->object_size);
+    if (dict_contents(f))
+      fprintf(o, "  This is the dict's contents: C code iterated it with PyDict_Next while another thread\n"
+                 "  changed it. Hold Py_BEGIN_CRITICAL_SECTION(dict) around the whole iteration.\n");
+  }
   else if (f->has_global) {
     char decl[600] = "";
     if (f->global.file[0])
@@ -627,9 +638,10 @@ void ftsan_finding_print_json(FILE *o, const ftsan_finding *f, ftsan_symbolizer 
   if (f->mem_kind == FTSAN_MEM_PYOBJECT) {
     fprintf(o, "{\"kind\": \"pyobject\", \"type\": ");
     json_str(o, f->type_name);
-    fprintf(o, ", \"object\": \"0x%llx\", \"offset\": %llu, \"basicsize\": %llu}",
+    fprintf(o, ", \"object\": \"0x%llx\", \"offset\": %llu, \"basicsize\": %llu%s}",
             (unsigned long long)f->object_addr, (unsigned long long)(f->addr - f->object_addr),
-            (unsigned long long)f->object_size);
+            (unsigned long long)f->object_size,
+            dict_contents(f) ? ", \"what\": \"dict contents: PyDict_Next during a mutation\"" : "");
   } else if (f->has_global) {
     fprintf(o, "{\"kind\": \"global\", \"name\": ");
     json_str(o, f->global.name);

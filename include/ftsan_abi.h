@@ -68,7 +68,8 @@
   X(PyThread_acquire_lock, int, (void *lock, int waitflag), (lock, waitflag))               \
   X(PyThread_acquire_lock_timed, int, (void *lock, long long us, int intr), (lock, us, intr)) \
   X(PyThread_release_lock, void, (void *lock), (lock))                                      \
-  X(_Py_DecRefShared, void, (void *op), (op))
+  X(_Py_DecRefShared, void, (void *op), (op))                                               \
+  X(PyDict_Next, int, (void *d, void *ppos, void *pkey, void *pvalue), (d, ppos, pkey, pvalue))
 
 /* The allocators whose calls from instrumented code the pass redirects to __ftsan_<name>, so
  * that a race on a heap block can say where the block was allocated. Same X() shape. */

@@ -7,8 +7,8 @@
 
 /* The general path: any size and alignment, first use of a thread or of a shadow chunk,
  * history block boundaries, statistics. Splits an access into granule-sized pieces. */
-static FTSAN_NOINLINE void access_slow(uint64_t pc, uintptr_t addr, size_t size, int is_write,
-                                       int is_atomic) {
+FTSAN_NOINLINE void ftsan__access(uint64_t pc, uintptr_t addr, size_t size, int is_write,
+                                  int is_atomic) {
   if (FTSAN_UNLIKELY(!ftsan__race_on)) return;
   ftsan_thread *t = ftsan__thread();
   if (FTSAN_UNLIKELY(t->ignore)) return;
@@ -68,15 +68,15 @@ FTSAN_ALWAYS_INLINE void access(uint64_t pc, uintptr_t addr, uint32_t size, int 
   if (FTSAN_UNLIKELY(!ftsan__race_on)) return; /* contention mode: nothing to do */
   ftsan_thread *t = ftsan__cur;
   if (FTSAN_UNLIKELY(!t || t->ignore || ftsan__opt.stats))
-    return access_slow(pc, addr, size, is_write, 0);
+    return ftsan__access(pc, addr, size, is_write, 0);
   uint64_t e = t->epoch + 1;
   uintptr_t i1 = addr >> FTSAN_CHUNK_SHIFT;
   int aligned = size <= 8 ? (addr & 7) + size <= 8 : (addr & 3) == 0;
   if (FTSAN_UNLIKELY((e & (FTSAN_HIST_BLOCK - 1)) == 0 || !t->hist || !aligned ||
                      i1 >= FTSAN_L1_SIZE || ((addr + size - 1) >> FTSAN_CHUNK_SHIFT) != i1))
-    return access_slow(pc, addr, size, is_write, 0);
+    return ftsan__access(pc, addr, size, is_write, 0);
   uint64_t *chunk = __atomic_load_n(&ftsan__shadow_l1[i1], __ATOMIC_ACQUIRE);
-  if (FTSAN_UNLIKELY(!chunk)) return access_slow(pc, addr, size, is_write, 0);
+  if (FTSAN_UNLIKELY(!chunk)) return ftsan__access(pc, addr, size, is_write, 0);
   t->epoch = e;
   t->hist[e & t->hist_mask] = (pc & FTSAN_EV_PC_MASK) | (FTSAN_EV_TYPE_ACCESS << 62);
   if (size <= 8) {
@@ -101,11 +101,11 @@ DEFINE_ACCESS(8)
 DEFINE_ACCESS(16)
 
 FTSAN_EXPORT void __ftsan_read_range(void *addr, size_t size) {
-  if (size) access_slow(CALLER_PC, (uintptr_t)addr, size, 0, 0);
+  if (size) ftsan__access(CALLER_PC, (uintptr_t)addr, size, 0, 0);
 }
 
 FTSAN_EXPORT void __ftsan_write_range(void *addr, size_t size) {
-  if (size) access_slow(CALLER_PC, (uintptr_t)addr, size, 1, 0);
+  if (size) ftsan__access(CALLER_PC, (uintptr_t)addr, size, 1, 0);
 }
 
 static int has_release(uint32_t mo) {
@@ -124,7 +124,7 @@ FTSAN_EXPORT void __ftsan_atomic_pre(void *addr, uint32_t desc) {
   ftsan_thread *t = ftsan__thread();
   if (FTSAN_UNLIKELY(t->ignore)) return;
   uint32_t op = FTSAN_ATOMIC_OP(desc), mo = FTSAN_ATOMIC_MO(desc);
-  access_slow(CALLER_PC, (uintptr_t)addr, (size_t)1 << FTSAN_ATOMIC_LOG2SIZE(desc), op != FTSAN_AOP_LOAD, 1);
+  ftsan__access(CALLER_PC, (uintptr_t)addr, (size_t)1 << FTSAN_ATOMIC_LOG2SIZE(desc), op != FTSAN_AOP_LOAD, 1);
   if (op != FTSAN_AOP_LOAD && has_release(mo)) ftsan__release(t, (uintptr_t)addr);
 }
 

@@ -221,6 +221,18 @@ FTSAN_EXPORT void __ftsan_PyEval_RestoreThread(void *tstate) {
   if (t) resume_held(t);
 }
 
+/* PyDict_Next reads the dict's entries; the interpreter's mutations (rt_hooks.c) write
+ * them. Both are modelled as accesses to the dict's ma_used field (offset 32 of a
+ * free-threaded PyDictObject), so iterating without a critical section while another
+ * thread mutates the dict is a race even when nothing was freed. */
+#define DICT_CONTENTS_OFFSET 32
+
+FTSAN_EXPORT int __ftsan_PyDict_Next(void *d, void *ppos, void *pkey, void *pvalue) {
+  ENSURE_REAL(PyDict_Next);
+  if (d && sync_thread(CALLER_PC)) ftsan__access(CALLER_PC, (uintptr_t)d + DICT_CONTENTS_OFFSET, 8, 0, 0);
+  return real_PyDict_Next(d, ppos, pkey, pvalue);
+}
+
 /* PyThread locks: 1 (PY_LOCK_ACQUIRED) means taken. */
 FTSAN_EXPORT int __ftsan_PyThread_acquire_lock(void *lock, int waitflag) {
   ENSURE_REAL(PyThread_acquire_lock);

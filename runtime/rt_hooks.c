@@ -35,6 +35,9 @@ static void (*orig_cs2_begin_slow)(void *c, void *m1, void *m2, int m1_locked);
 static void (*orig_pymutex_lock)(void *m);
 static FTSAN_TLS int in_cs_slow; /* the PyMutex_Lock inside a critical section's slow path */
 static int (*orig_check_gil)(void *module, void *name);
+static int (*orig_insertdict)(void *interp, void *mp, void *key, intptr_t hash, void *value);
+static void (*orig_delitem_common)(void *mp, intptr_t hash, intptr_t ix, void *old, uint64_t version);
+
 
 /* Importing a module decides here whether the GIL must be enabled for it. */
 /* Importing an extension runs its init with the GIL enabled transiently (a count); this
@@ -54,6 +57,29 @@ static ftsan_thread *hook_thread(void) {
 }
 
 #define OB_MUTEX_OFFSET 10
+
+/* Dict mutations happen with the dict's critical section held inside the interpreter, which
+ * the runtime cannot see: the hook models that critical section around a write of the
+ * dict's contents (see __ftsan_PyDict_Next). */
+static void dict_mutation(void *mp, uint64_t pc) {
+  ftsan_thread *t = hook_thread();
+  if (!t || !mp) return;
+  uintptr_t m = (uintptr_t)mp + OB_MUTEX_OFFSET;
+  ftsan__acquire(t, m);
+  ftsan__history_python_entry(t);
+  ftsan__access(pc, (uintptr_t)mp + 32, 8, 1, 0);
+  ftsan__release(t, m);
+}
+
+static int hook_insertdict(void *interp, void *mp, void *key, intptr_t hash, void *value) {
+  dict_mutation(mp, (uint64_t)(uintptr_t)__builtin_return_address(0));
+  return orig_insertdict(interp, mp, key, hash, value);
+}
+
+static void hook_delitem_common(void *mp, intptr_t hash, intptr_t ix, void *old, uint64_t version) {
+  dict_mutation(mp, (uint64_t)(uintptr_t)__builtin_return_address(0));
+  orig_delitem_common(mp, hash, ix, old, version);
+}
 
 static int hook_mutex_lock_timed(void *m, long long timeout, int flags) {
   /* threading.Lock: contended when the lock bit is already set as we arrive. */
@@ -214,6 +240,10 @@ void ftsan__hooks_init(void) {
     ftsan_elf_lookup_end();
     return;
   }
+  install("insertdict", (void *)hook_insertdict, (void **)&orig_insertdict,
+          "dict insertions racing with PyDict_Next");
+  install("delitem_common", (void *)hook_delitem_common, (void **)&orig_delitem_common,
+          "dict deletions racing with PyDict_Next");
   ftsan_elf_sym us;
   if (ftsan_elf_lookup_in("", "mi_usable_size", &us) == 0) {
     mi_usable_size_fn = (size_t (*)(const void *))us.addr;

@@ -213,6 +213,9 @@ uint32_t ftsan__findings(void);          /* findings reported so far */
 /* Importing `module` (name: a str object) just enabled the GIL: write the finding. */
 void ftsan__report_gil_enabled(void *module, void *name);
 void ftsan__halt(int code) __attribute__((noreturn)); /* end the trace and _exit */
-void ftsan__hooks_init(void);              /* entry patches into the interpreter */
+void ftsan__hooks_init(void);
+/* Records an access as if instrumented code at pc had made it (wrappers and hooks that
+ * stand for accesses the interpreter makes). */
+void ftsan__access(uint64_t pc, uintptr_t addr, size_t size, int is_write, int is_atomic);              /* entry patches into the interpreter */
 
 #endif

@@ -184,6 +184,38 @@ for _case in BORROW_CASES:
     setattr(BorrowedReferences, "test_%s_fixed_is_clean" % _case, lambda self, c=_case: self.check_fixed(c))
 
 
+class DictIteration(unittest.TestCase):
+    """PyDict_Next without a critical section while another thread inserts and deletes keys
+    is reported even when nothing is freed; with Py_BEGIN_CRITICAL_SECTION it is clean."""
+
+    def test_iteration_during_mutation(self):
+        work = tempdir()
+        self.addCleanup(shutil.rmtree, work, True)
+        src = os.path.join(TESTDATA, "iterate")
+        for v in ("buggy", "fixed"):
+            build_extension(os.path.join(src, "dict_next_%s.c" % v), work)
+        read_line = line_with(os.path.join(src, "dict_next_buggy.c"), "ftsan: race")
+        for i in range(3):
+            out = os.path.join(work, "buggy%d" % i)
+            r = ftsan_run([PYTHON, os.path.join(src, "driver.py"), "dict_next_buggy"], out, env={"PYTHONPATH": work})
+            self.assertEqual(r.returncode, 66, r.stderr)
+            rep = report_json(out)
+            self.assertTrue(rep["findings"])
+            for f in rep["findings"]:
+                self.assertEqual(f["kind"], "data-race")
+                self.assertEqual(f["location"]["type"], "dict")
+                self.assertEqual(f["location"]["what"], "dict contents: PyDict_Next during a mutation")
+                lines = [a["stack"][0]["line"] for a in f["accesses"]
+                         if os.path.basename(a["stack"][0]["file"]) == "dict_next_buggy.c"]
+                self.assertEqual(lines, [read_line])
+                writer = [a for a in f["accesses"] if a["write"]][0]
+                self.assertEqual(writer["python_stack"][0]["function"], "writer")
+            out = os.path.join(work, "fixed%d" % i)
+            r = ftsan_run([PYTHON, os.path.join(src, "driver.py"), "dict_next_fixed"], out, env={"PYTHONPATH": work})
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(report_json(out)["findings"], [])
+
+
 class TestSuites(unittest.TestCase):
     """A test suite run under ftsan: the Python stacks name the test functions. Debian's
     pure-Python pytest (python3-pytest, installed by the set-up) runs on python3.13t when its
