@@ -1,5 +1,5 @@
 /* borrow_dict_buggy.c: value_size() reads the size of a dict's value for a key after running a
- * callback, during which another thread replaces that value; the value was borrowed with PyDict_GetItemWithError, so the replaced value may already be freed when it is read (the bug ftsan reports). */
+ * callback, during which another thread deletes that key; the value was borrowed with PyDict_GetItemWithError, so the deleted value may already be freed when it is read (the bug ftsan reports). */
 #include <Python.h>
 
 static PyObject *value_size(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
@@ -9,7 +9,7 @@ static PyObject *value_size(PyObject *module, PyObject *const *args, Py_ssize_t 
   }
   PyObject *item = PyDict_GetItemWithError(args[0], args[1]); /* borrowed */
   if (!item) return PyErr_Occurred() ? NULL : PyLong_FromLong(-1);
-  PyObject *r = PyObject_CallNoArgs(args[2]); /* another thread replaces the value meanwhile */
+  PyObject *r = PyObject_CallNoArgs(args[2]); /* another thread deletes the key meanwhile */
   if (!r) return NULL;
   Py_DECREF(r);
   Py_ssize_t n = PyBytes_GET_SIZE(item); /* ftsan: use-after-free */

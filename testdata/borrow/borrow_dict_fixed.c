@@ -1,5 +1,5 @@
 /* borrow_dict_fixed.c: value_size() reads the size of a dict's value for a key after running a
- * callback, during which another thread replaces that value; this twin takes a strong reference with PyDict_GetItemRef, which keeps the value alive. */
+ * callback, during which another thread deletes that key; this twin takes a strong reference with PyDict_GetItemRef, which keeps the value alive. */
 #include <Python.h>
 
 static PyObject *value_size(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
@@ -10,7 +10,7 @@ static PyObject *value_size(PyObject *module, PyObject *const *args, Py_ssize_t 
   PyObject *item;
   int found = PyDict_GetItemRef(args[0], args[1], &item); /* a strong reference */
   if (found <= 0) return found < 0 ? NULL : PyLong_FromLong(-1);
-  PyObject *r = PyObject_CallNoArgs(args[2]); /* another thread replaces the value meanwhile */
+  PyObject *r = PyObject_CallNoArgs(args[2]); /* another thread deletes the key meanwhile */
   if (!r) {
     Py_DECREF(item);
     return NULL;

@@ -1,7 +1,7 @@
 """Borrowed-reference driver: a reader thread calls first_size(lst, callback) (borrow_list_*)
 or value_size(d, "k", callback) (borrow_dict_*); inside the callback it lets a writer thread
-replace the item (an object the writer created, so the writer's own decref frees it at
-once), and waits until it has. python driver.py MODULE"""
+replace the list item, or delete the dict key (an object the writer created, so the writer's
+own decref frees it at once), and waits until it has. python driver.py MODULE"""
 import importlib
 import sys
 import threading
@@ -20,7 +20,10 @@ def writer():
         box[KEY] = bytes(100 + i)  # created, and owned, by this thread
         go.wait()
         go.clear()
-        box[KEY] = bytes(1)  # the old item's last reference goes: freed here
+        if is_dict:
+            del box[KEY]  # a deletion: the value's last reference goes, freed here
+        else:
+            box[KEY] = bytes(1)  # a replacement: the old item's last reference goes, freed here
         done.set()
 
 
@@ -32,8 +35,11 @@ def callback():
 
 def reader():
     for i in range(ROUNDS):
-        while box[KEY] is None or len(box[KEY]) != 100 + i:
-            pass
+        while True:  # wait for this round's item
+            item = box.get(KEY) if is_dict else box[KEY]
+            if item is not None and len(item) == 100 + i:
+                break
+        del item
         if is_dict:
             sizes.append(mod.value_size(box, KEY, callback))
         else:

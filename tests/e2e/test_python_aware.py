@@ -113,11 +113,13 @@ def line_with(path, text):
     raise AssertionError("%r not in %s" % (text, path))
 
 
-# case: (driver, C function, borrowing API, its fix, type of the freed object)
+# case: (driver, C function, borrowing API, its fix, type of the freed object, the text on
+# the driver line where the writer drops the last reference)
 BORROW_CASES = {
-    "list": ("driver.py", "first_size", "PyList_GetItem", "PyList_GetItemRef", "bytes"),
-    "dict": ("driver.py", "value_size", "PyDict_GetItemWithError", "PyDict_GetItemRef", "bytes"),
-    "weakref": ("driver_weakref.py", "referent_size", "PyWeakref_GetObject", "PyWeakref_GetRef", "set"),
+    "list": ("driver.py", "first_size", "PyList_GetItem", "PyList_GetItemRef", "bytes", "a replacement"),
+    "dict": ("driver.py", "value_size", "PyDict_GetItemWithError", "PyDict_GetItemRef", "bytes", "a deletion"),
+    "weakref": ("driver_weakref.py", "referent_size", "PyWeakref_GetObject", "PyWeakref_GetRef", "set",
+                "freed here"),
 }
 
 
@@ -146,11 +148,11 @@ class BorrowedReferences(unittest.TestCase):
         return r, report_json(out), out
 
     def check_buggy(self, case):
-        driver, func, api, fix, tname = BORROW_CASES[case]
+        driver, func, api, fix, tname, free_text = BORROW_CASES[case]
         src = os.path.join(BORROW, "borrow_%s_buggy.c" % case)
         use_line = line_with(src, "ftsan: use-after-free")
         borrow_line = line_with(src, "/* borrowed")
-        free_line = line_with(os.path.join(BORROW, driver), "freed here")
+        free_line = line_with(os.path.join(BORROW, driver), free_text)
         for i in range(3):
             r, rep, out = self.run_driver(case, "buggy", i)
             self.assertEqual(r.returncode, 66, r.stderr)
