@@ -108,14 +108,7 @@ void ftsan__borrow_freed(void *p, size_t size) {
   f->nstack = 0;
   /* Frames 0..1 are this function and the mi_free patch. */
   for (int i = 2; i < n && f->nstack < FREE_STACK; i++) f->stack[f->nstack++] = (uint64_t)(uintptr_t)pcs[i];
-  uintptr_t codes[FREE_PY];
-  int offsets[FREE_PY];
-  int np = ftsan__python_stack(codes, offsets, FREE_PY);
-  f->npy = 0;
-  for (int i = 0; i < np; i++) {
-    uint64_t id = ftsan__pysite(codes[i], offsets[i]);
-    if (id) f->py[f->npy++] = id;
-  }
+  f->npy = ftsan__python_stack_ids(f->py, FREE_PY);
   /* The object's memory is dead from here on: one mark per granule (cell 0), the other
    * cells cleared. */
   for (uintptr_t g = o & ~(uintptr_t)7; g < o + size; g += 8) {

@@ -190,6 +190,8 @@ int ftsan__python_frame_key(uintptr_t *frame, uintptr_t *ip);
 int ftsan__python_stack(uintptr_t *codes, int *offsets, int max);
 /* The id of a Python line (rt_pysite.c), written to the trace the first time. */
 uint64_t ftsan__pysite(uintptr_t code, int offset);
+/* The calling thread's Python stack as PYSITE ids, innermost first; returns how many. */
+uint32_t ftsan__python_stack_ids(uint64_t *ids, uint32_t max);
 /* Called in the thread that runs Thread.start(): the started Thread's name. */
 int ftsan__python_thread_name(char *name, size_t n);
 /* code still looks like a live code object (checked with safe reads). */

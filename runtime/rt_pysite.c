@@ -59,3 +59,16 @@ uint64_t ftsan__pysite(uintptr_t code, int offset) {
   ftsan__trace_write(buf, size);
   return id;
 }
+
+uint32_t ftsan__python_stack_ids(uint64_t *ids, uint32_t max) {
+  uintptr_t codes[64];
+  int offsets[64];
+  if (max > 64) max = 64;
+  int n = ftsan__python_stack(codes, offsets, (int)max);
+  uint32_t k = 0;
+  for (int i = 0; i < n; i++) {
+    uint64_t id = ftsan__pysite(codes[i], offsets[i]);
+    if (id) ids[k++] = id;
+  }
+  return k;
+}

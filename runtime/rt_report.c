@@ -156,15 +156,8 @@ FTSAN_NOINLINE __attribute__((cold)) void ftsan__report_race(ftsan_thread *t, ui
   /* Python frames: the current thread's are walked now; the previous access has the frame
    * that called into C, if its code object is still alive. */
   uint64_t cur_py[MAX_PY], prev_py[1];
-  uint32_t ncur_py = 0, nprev_py = 0;
+  uint32_t ncur_py = ftsan__python_stack_ids(cur_py, MAX_PY), nprev_py = 0;
   {
-    uintptr_t codes[MAX_PY];
-    int offsets[MAX_PY];
-    int n = ftsan__python_stack(codes, offsets, MAX_PY);
-    for (int i = 0; i < n; i++) {
-      uint64_t id = ftsan__pysite(codes[i], offsets[i]);
-      if (id) cur_py[ncur_py++] = id;
-    }
     uintptr_t pcode = (uintptr_t)(prev_pyev & FTSAN_EV_PC_MASK);
     if (prev_pyev && ftsan__python_is_code(pcode)) {
       uint64_t id = ftsan__pysite(pcode, (int)((prev_pyev >> 48) & 0x3fff));
@@ -242,15 +235,8 @@ void ftsan__report_gil_enabled(void *module, void *name) {
     decref(fobj);
   }
   err_clear();
-  uintptr_t codes[MAX_PY];
-  int offsets[MAX_PY];
   uint64_t ids[MAX_PY];
-  uint32_t nids = 0;
-  int n = ftsan__python_stack(codes, offsets, MAX_PY);
-  for (int i = 0; i < n; i++) {
-    uint64_t id = ftsan__pysite(codes[i], offsets[i]);
-    if (id) ids[nids++] = id;
-  }
+  uint32_t nids = ftsan__python_stack_ids(ids, MAX_PY);
   size_t nl = strlen(mod) + 1, fl = strlen(file) + 1;
   char buf[sizeof(struct ftsan_rec_gil_enabled) + 8 * MAX_PY + 256 + 512 + 8];
   uint32_t size = (uint32_t)((sizeof(struct ftsan_rec_gil_enabled) + 8u * nids + nl + fl + 7) & ~7u);
@@ -287,14 +273,7 @@ void ftsan__report_use_after_free(ftsan_thread *t, uintptr_t addr, uint64_t cur,
   int full = ncur > 0;
   if (ncur < 0) ncur = -ncur;
   uint64_t cur_py[MAX_PY];
-  uint32_t ncur_py = 0;
-  uintptr_t codes[MAX_PY];
-  int offsets[MAX_PY];
-  int n = ftsan__python_stack(codes, offsets, MAX_PY);
-  for (int i = 0; i < n; i++) {
-    uint64_t id = ftsan__pysite(codes[i], offsets[i]);
-    if (id) cur_py[ncur_py++] = id;
-  }
+  uint32_t ncur_py = ftsan__python_stack_ids(cur_py, MAX_PY);
   if (nfree > MAX_STACK) nfree = MAX_STACK;
   if (nfree_py > MAX_PY) nfree_py = MAX_PY;
   size_t name_len = type_name && type_name[0] ? strlen(type_name) + 1 : 0;

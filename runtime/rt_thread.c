@@ -174,13 +174,7 @@ FTSAN_EXPORT int pthread_create(pthread_t *th, const pthread_attr_t *attr, void 
   if (ftsan__python_version()) {
     parent->ignore++;
     ftsan__python_thread_name(t->pyname, sizeof t->pyname);
-    uintptr_t codes[16];
-    int offsets[16];
-    int n = ftsan__python_stack(codes, offsets, 16);
-    for (int i = 0; i < n; i++) {
-      uint64_t id = ftsan__pysite(codes[i], offsets[i]);
-      if (id) t->creation_py[t->creation_py_len++] = id;
-    }
+    t->creation_py_len = ftsan__python_stack_ids(t->creation_py, 16);
     parent->ignore--;
   }
   /* Everything the parent did so far happens before everything the child does. */
