@@ -40,6 +40,7 @@ typedef struct row {
   uint32_t lock_flags;
   site_count c_sites[MAX_SITES * 4], py_sites[MAX_SITES * 4];
   int nc, npy;
+  int created;          /* site index of the Python line that created the object, or -1 */
 } row;
 
 typedef struct ctx {
@@ -137,6 +138,7 @@ static row *find_row(ctx *c, const char *key) {
   }
   row *r = &c->rows[c->nrows++];
   memset(r, 0, sizeof *r);
+  r->created = -1;
   snprintf(r->key, sizeof r->key, "%s", key);
   return r;
 }
@@ -211,6 +213,22 @@ static void collect(ctx *c, ftsan_trace *t, int by) {
       r->heap_type |= heap;
       const ftsan_module *m = ftsan_trace_module_for(t, object);
       if (m) r->is_static = 1;
+      if (by == BY_OBJECT && r->created < 0 && !m) {
+        /* Where the object was created (OBJECT records), for heap objects. */
+        for (size_t j = 0; j < t->nrecords; j++) {
+          const ftsan_raw_record *o = &t->records[j];
+          if (o->kind != FTSAN_REC_OBJECT || o->size < sizeof(struct ftsan_rec_object)) continue;
+          struct ftsan_rec_object oh;
+          memcpy(&oh, o->data, sizeof oh);
+          if ((uint64_t)oh.count * sizeof(struct ftsan_object_entry) > o->size - sizeof oh) continue;
+          for (uint32_t q = 0; q < oh.count && r->created < 0; q++) {
+            struct ftsan_object_entry oe;
+            memcpy(&oe, o->data + sizeof oh + q * sizeof oe, sizeof oe);
+            if (oe.object == object) r->created = intern_site(c, t, oe.site, 1, pysites, npysites);
+          }
+          if (r->created >= 0) break;
+        }
+      }
       if (hdr.tid < 64) r->thread_mask |= 1ull << hdr.tid;
       if (is_rc) {
         c->total_refcount += count;
@@ -390,6 +408,17 @@ int cmd_top(int argc, char **argv) {
       json_site_list(stdout, &c, r->c_sites, r->nc);
       printf(", \"top_python_sites\": ");
       json_site_list(stdout, &c, r->py_sites, r->npy);
+      printf(", \"created_at\": ");
+      if (r->created >= 0) {
+        const site *s = &c.sites[r->created];
+        printf("{\"function\": ");
+        json_str(stdout, s->function);
+        printf(", \"file\": ");
+        json_str(stdout, s->file);
+        printf(", \"line\": %d}", s->line);
+      } else {
+        printf("null");
+      }
       printf(", \"advice\": ");
       json_str(stdout, adv);
       printf("}");
@@ -424,6 +453,7 @@ int cmd_top(int argc, char **argv) {
       printf("  %-3zu %-40.40s %-9s %10llu %10llu %4d %7llu %9s  %s\n", ++shown, label, kind_of(r),
              (unsigned long long)r->shared, (unsigned long long)r->owner,
              __builtin_popcountll(r->thread_mask), (unsigned long long)r->waits, waitms, top);
+      if (by == BY_OBJECT && r->created >= 0) printf("      created at: %s\n", c.sites[r->created].label);
       char adv[512];
       advice(r, adv, sizeof adv);
       if (adv[0]) printf("      advice: %s\n", adv);

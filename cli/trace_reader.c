@@ -181,6 +181,7 @@ int ftsan_trace_load(const char *path, ftsan_trace *t, char *err, size_t errlen)
     case FTSAN_REC_TYPE:
     case FTSAN_REC_PYSITE:
     case FTSAN_REC_GIL_ENABLED:
+    case FTSAN_REC_OBJECT:
       GROW(t->records, t->nrecords, cap_rec);
       t->records[t->nrecords++] = (ftsan_raw_record){h.kind, h.size, r};
       break;

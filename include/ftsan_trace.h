@@ -53,6 +53,7 @@ enum ftsan_rec_kind {
   FTSAN_REC_TYPE = 10,    /* struct ftsan_rec_type + name: a type object's name */
   FTSAN_REC_PYSITE = 11,  /* struct ftsan_rec_pysite + file + function: a Python line */
   FTSAN_REC_GIL_ENABLED = 12, /* struct ftsan_rec_gil_enabled: an import turned the GIL on */
+  FTSAN_REC_OBJECT = 13,  /* struct ftsan_rec_object + entries: where objects were created */
 };
 
 /* FTSAN_REC_PROCESS: once, right after the header. */
@@ -256,6 +257,19 @@ struct ftsan_rec_gil_enabled {
   uint32_t name_len;        /* module name including NUL */
   uint32_t file_len;        /* module file including NUL ("" if unknown) */
   /* uint64_t py[py_len]; char name[name_len]; char file[file_len] */
+};
+
+/* FTSAN_REC_OBJECT: the Python line that created objects seen in REFCOUNT or LOCK entries
+ * (written when a thread ends, for the objects in its tables that the runtime saw created). */
+struct ftsan_rec_object {
+  struct ftsan_rec_header h;
+  uint32_t count;
+  uint32_t pad;
+  /* struct ftsan_object_entry entries[count] */
+};
+struct ftsan_object_entry {
+  uint64_t object;
+  uint64_t site;            /* PYSITE id of the line running when it was created */
 };
 
 /* FTSAN_REC_END: the runtime shut down cleanly. */

@@ -34,6 +34,8 @@ typedef struct contention_state {
   rc_slot *last;                 /* the slot counted last */
   uintptr_t memo_frame, memo_ip; /* the last frame state python_site resolved ... */
   uint64_t memo_id;              /* ... and its site */
+  uintptr_t cmemo_frame, cmemo_ip; /* the same memo for creation sites */
+  uint64_t cmemo_id;
   uint64_t rc_dropped, lk_dropped;
   pysite_cache_entry pysites[PYSITE_CACHE];
 } contention_state;
@@ -41,6 +43,9 @@ typedef struct contention_state {
 static FTSAN_TLS uint64_t sync_site; /* call site of the C-API wrapper running, or 0 */
 
 int ftsan__contention_on;           /* written once at init */
+
+#define ALLOC_TABLE (1u << 20)
+static uint64_t (*alloc_table)[2];  /* object -> creating line; mapped once at init */
 
 /* Types already written to the trace: a global set under one lock, reached only on a
  * thread's first sight of a type. */
@@ -150,6 +155,7 @@ static uint64_t python_site(contention_state *s) {
 static int32_t rc_period = 1; /* written once at init: ftsan__opt.refcount_sample */
 
 void ftsan__contention_init(void) {
+  alloc_table = ftsan__map(sizeof(uint64_t[2]) * ALLOC_TABLE);
   int n = ftsan__opt.refcount_sample;
   /* contention mode is the cheap one; a prime period, so that operations repeating in a
    * fixed pattern (an incref here, a decref there) are all sampled in turn */
@@ -237,6 +243,52 @@ void ftsan__contention_decref_shared(void *op, uint64_t caller) {
 
 void ftsan__contention_set_sync_site(uint64_t pc) { sync_site = pc; }
 
+/* ---- where objects were created ------------------------------------------------------------
+ * The _Py_NewReference patch (every new object, freelist reuse included) stores the running
+ * Python line per object in a global direct-mapped table; a later object at the same
+ * address replaces the entry, which is right: it is the one alive. Entries are two words,
+ * written site first and read object-site-object, so a torn pair is detected. */
+
+static uint64_t *alloc_slot(uintptr_t op) {
+  return alloc_table[((uint64_t)op * 0x9E3779B97F4A7C15ull) >> (64 - 20)];
+}
+
+void ftsan__contention_object_created(void *op) {
+  if (!alloc_table || !op || !ftsan__contention_on) return;
+  ftsan_thread *t = ftsan__cur;
+  if (!t || t->ignore) return;
+  contention_state *s = state(t);
+  if (!s) return;
+  uintptr_t frame, ip;
+  if (!ftsan__python_frame_key(&frame, &ip)) return;
+  uint64_t site;
+  if (frame == s->cmemo_frame && ip == s->cmemo_ip) {
+    site = s->cmemo_id;
+  } else {
+    uintptr_t code;
+    int offset;
+    t->ignore++;
+    site = ftsan__python_frame_outside_imports(&code, &offset) ? ftsan__pysite(code, offset) : 0;
+    t->ignore--;
+    s->cmemo_frame = frame;
+    s->cmemo_ip = ip;
+    s->cmemo_id = site;
+  }
+  if (!site) return;
+  uint64_t *e = alloc_slot((uintptr_t)op);
+  __atomic_store_n(&e[0], 0, __ATOMIC_RELAXED);
+  __atomic_store_n(&e[1], site, __ATOMIC_RELAXED);
+  __atomic_store_n(&e[0], (uint64_t)(uintptr_t)op, __ATOMIC_RELEASE);
+}
+
+static uint64_t created_at(uint64_t object) {
+  if (!alloc_table || !object) return 0;
+  uint64_t *e = alloc_slot((uintptr_t)object);
+  if (__atomic_load_n(&e[0], __ATOMIC_ACQUIRE) != object) return 0;
+  uint64_t site = __atomic_load_n(&e[1], __ATOMIC_RELAXED);
+  return __atomic_load_n(&e[0], __ATOMIC_ACQUIRE) == object ? site : 0;
+}
+
 /* A lock acquisition that waited wait_ns. The site is the instrumented call that asked for
  * the lock if there is one (sync_site), else the running Python line. */
 void ftsan__contention_lock_wait(uintptr_t lock, uintptr_t object, uint32_t flags, uint64_t wait_ns) {
@@ -317,6 +369,26 @@ void ftsan__contention_flush(ftsan_thread *t) {
       r->tid = tid;
       r->count = n;
       r->dropped = first ? s->lk_dropped : 0;
+      ftsan__trace_write(buf, r->h.size);
+    }
+    first = 0;
+  }
+  /* Where the objects of these entries were created, when the runtime saw it. */
+  for (uint32_t i = 0, first = 1; i < RC_TABLE + LK_TABLE || first;) {
+    struct ftsan_rec_object *r = (struct ftsan_rec_object *)buf;
+    struct ftsan_object_entry *e = (struct ftsan_object_entry *)(r + 1);
+    uint32_t n = 0;
+    for (; i < RC_TABLE + LK_TABLE && n < CHUNK; i++) {
+      uint64_t obj = i < RC_TABLE ? (s->rc[i].used ? s->rc[i].object : 0)
+                                  : (s->lk[i - RC_TABLE].used ? s->lk[i - RC_TABLE].object : 0);
+      uint64_t site = created_at(obj);
+      if (site) e[n++] = (struct ftsan_object_entry){obj, site};
+    }
+    if (n) {
+      memset(r, 0, sizeof *r);
+      r->h.kind = FTSAN_REC_OBJECT;
+      r->h.size = (uint32_t)(sizeof *r + n * sizeof *e);
+      r->count = n;
       ftsan__trace_write(buf, r->h.size);
     }
     first = 0;

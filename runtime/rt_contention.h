@@ -15,5 +15,7 @@ void ftsan__contention_set_sync_site(uint64_t pc);
 uint64_t ftsan__contention_now(void);
 void ftsan__contention_init(void);
 void ftsan__contention_flush(ftsan_thread *t);
+/* A new object (the _Py_NewReference patch): remember the Python line creating it. */
+void ftsan__contention_object_created(void *op);
 
 #endif

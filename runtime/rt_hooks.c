@@ -35,6 +35,12 @@ static void (*orig_cs2_begin_slow)(void *c, void *m1, void *m2, int m1_locked);
 static void (*orig_pymutex_lock)(void *m);
 static FTSAN_TLS int in_cs_slow; /* the PyMutex_Lock inside a critical section's slow path */
 static int (*orig_check_gil)(void *module, void *name);
+static void (*orig_new_reference)(void *op);
+
+static void hook_new_reference(void *op) {
+  orig_new_reference(op);
+  ftsan__contention_object_created(op);
+}
 static int (*orig_insertdict)(void *interp, void *mp, void *key, intptr_t hash, void *value);
 static void (*orig_delitem_common)(void *mp, intptr_t hash, intptr_t ix, void *old, uint64_t version);
 
@@ -227,6 +233,8 @@ void ftsan__hooks_init(void) {
     install("_PyImport_CheckGILForModule", (void *)hook_check_gil, (void **)&orig_check_gil,
             "which import enabled the GIL");
   if (ftsan__contention_on) {
+    install("_Py_NewReference", (void *)hook_new_reference, (void **)&orig_new_reference,
+            "where contended objects were created");
     install("_Py_DecRefShared", (void *)hook_decref_shared, (void **)&orig_decref_shared,
             "reference-count traffic of the interpreter");
     install("_PyCriticalSection_BeginSlow", (void *)hook_cs_begin_slow, (void **)&orig_cs_begin_slow,

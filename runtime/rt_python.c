@@ -207,3 +207,19 @@ int ftsan__python_frame_key(uintptr_t *frame, uintptr_t *ip) {
   *ip = *(const uintptr_t *)(f + off_instr);
   return 1;
 }
+
+/* The innermost frame that is not import machinery (<frozen importlib...>): objects a C
+ * extension creates while it is imported are created "at" the import statement. */
+int ftsan__python_frame_outside_imports(uintptr_t *code, int *offset) {
+  uintptr_t codes[16];
+  int offsets[16];
+  int n = ftsan__python_stack(codes, offsets, 16);
+  for (int i = 0; i < n; i++) {
+    const char *fn = unicode_utf8(*(void **)(codes[i] + off_file));
+    if (fn && (!strncmp(fn, "<frozen importlib", 17) || strstr(fn, "/importlib/"))) continue;
+    *code = codes[i];
+    *offset = offsets[i];
+    return 1;
+  }
+  return 0;
+}

@@ -27,6 +27,8 @@ def line_of(path, text):
 NEWREF_LINE = line_of(os.path.join(SRC, "contention_ext.c"), "return Py_NewRef(shared_config);")
 CS_LINE = line_of(os.path.join(SRC, "contention_ext.c"), "Py_BEGIN_CRITICAL_SECTION(d);")
 LOOP_LINE = line_of(os.path.join(SRC, "driver.py"), "for x in SHARED_FLOATS:")
+IMPORT_LINE = line_of(os.path.join(SRC, "driver.py"), "import contention_ext")
+FLOATS_LINE = line_of(os.path.join(SRC, "driver.py"), "SHARED_FLOATS = [")
 
 
 class Contention(unittest.TestCase):
@@ -65,6 +67,9 @@ class Contention(unittest.TestCase):
         self.assertEqual(site["line"], NEWREF_LINE)
         self.assertEqual(site["function"], "get_shared")
         self.assertIn("not deferred", first["advice"])
+        # created by the extension while it was imported: at the import statement
+        self.assertEqual(os.path.basename(first["created_at"]["file"]), "driver.py")
+        self.assertEqual(first["created_at"]["line"], IMPORT_LINE)
 
     def test_per_thread_objects_are_not_contended(self):
         rows = self.top("private", "--min-shared", "100")["rows"]
@@ -90,6 +95,7 @@ class Contention(unittest.TestCase):
             self.assertEqual(os.path.basename(sites[0]["file"]), "driver.py")
             self.assertIn(sites[0]["line"], (LOOP_LINE, LOOP_LINE + 1))
             self.assertEqual(sites[0]["function"], "pyshared")
+            self.assertEqual((r["created_at"]["line"], r["created_at"]["function"]), (FLOATS_LINE, "<module>"))
 
     def test_dict_under_critical_section_shows_lock_waits(self):
         rows = self.top("dictlock")["rows"]
@@ -118,6 +124,7 @@ class Contention(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertRegex(r.stdout, r"1\s+list at 0x[0-9a-f]+\s+heap\s+\d+\s+0\s+4\s")
         self.assertIn("get_shared contention_ext.c:%d" % NEWREF_LINE, r.stdout)
+        self.assertIn("created at: driver.py:%d (<module>)" % IMPORT_LINE, r.stdout)
         r = subprocess.run([FTSAN, "top", "--by", "type", self.outs["shared"]], capture_output=True, text=True)
         self.assertRegex(r.stdout, r"1\s+list\s")
         r = subprocess.run([FTSAN, "top", "--by", "site", self.outs["shared"]], capture_output=True, text=True)
