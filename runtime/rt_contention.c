@@ -44,7 +44,7 @@ static FTSAN_TLS uint64_t sync_site; /* call site of the C-API wrapper running, 
 
 int ftsan__contention_on;           /* written once at init */
 
-#define ALLOC_TABLE (1u << 20)
+#define ALLOC_TABLE (1u << 16) /* 1 MiB: 2^20 slots doubled the peak RSS of small programs */
 static uint64_t (*alloc_table)[2];  /* object -> creating line; mapped once at init */
 
 /* Types already written to the trace: a global set under one lock, reached only on a
@@ -250,7 +250,7 @@ void ftsan__contention_set_sync_site(uint64_t pc) { sync_site = pc; }
  * written site first and read object-site-object, so a torn pair is detected. */
 
 static uint64_t *alloc_slot(uintptr_t op) {
-  return alloc_table[((uint64_t)op * 0x9E3779B97F4A7C15ull) >> (64 - 20)];
+  return alloc_table[((uint64_t)op * 0x9E3779B97F4A7C15ull) >> (64 - 16)];
 }
 
 void ftsan__contention_object_created(void *op) {
@@ -396,8 +396,10 @@ void ftsan__contention_flush(ftsan_thread *t) {
   ftsan__spin_unlock(&flush_lock);
   /* The tables stay mapped: a thread flushed at exit may still be running. Clearing them
    * makes a second flush write nothing twice. */
-  memset(s->rc, 0, sizeof(rc_slot) * RC_TABLE);
+  for (uint32_t i = 0; i < RC_TABLE; i++)
+    if (s->rc[i].used) memset(&s->rc[i], 0, sizeof s->rc[i]); /* only pages in use */
   s->last = NULL;
-  memset(s->lk, 0, sizeof(lk_slot) * LK_TABLE);
+  for (uint32_t i = 0; i < LK_TABLE; i++)
+    if (s->lk[i].used) memset(&s->lk[i], 0, sizeof s->lk[i]);
   s->rc_dropped = s->lk_dropped = 0;
 }
