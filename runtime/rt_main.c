@@ -147,10 +147,15 @@ static void at_exit(void) {
 
 /* _exit skips atexit handlers; forked children (multiprocessing, os.fork + os._exit) end
  * this way, and their traces must still be complete. */
+static pid_t owner_pid; /* the process whose trace this runtime writes; set at init and fork */
+
 FTSAN_EXPORT void _exit(int status) {
   static void (*real_exit)(int);
   if (!real_exit) real_exit = (void (*)(int))dlsym(RTLD_NEXT, "_exit");
-  at_exit();
+  /* A vfork child (subprocess's fast path: posix_spawn, _posixsubprocess) shares the
+   * parent's memory and runs no fork handlers; when its exec fails it calls _exit. Ending
+   * "the" trace there would end the parent's. */
+  if (getpid() == owner_pid) at_exit();
   if (real_exit) real_exit(status);
   syscall(SYS_exit_group, status);
   __builtin_unreachable();
@@ -204,6 +209,7 @@ static void install_signal_handlers(void) {
 static void before_fork(void) { ftsan__trace_flush(); }
 
 static void after_fork_child(void) {
+  owner_pid = getpid();
   ftsan__trace_forget();
   if (!ftsan__opt.out || !*ftsan__opt.out) return;
   if (ftsan__trace_open() == 0) {
@@ -220,6 +226,7 @@ void ftsan__init_once(void) {
     while (__atomic_load_n(&init_state, __ATOMIC_ACQUIRE) != 2) __builtin_ia32_pause();
     return;
   }
+  owner_pid = getpid();
   ftsan__options_init();
   ftsan__python_init();
   ftsan__race_on = 1;

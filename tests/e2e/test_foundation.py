@@ -99,6 +99,25 @@ class RunCommand(unittest.TestCase):
         self.assertEqual(len(rep["processes"]), 2)
         self.assertTrue(all(p["complete"] for p in rep["processes"]))
 
+    def test_failed_exec_in_a_vfork_child_leaves_the_parent_trace_alone(self):
+        # subprocess's child is a vfork child sharing the parent's memory; a failed exec
+        # makes it call _exit, which must not end the parent's trace
+        code = ("import subprocess\n"
+                "for _ in range(3):\n"
+                "    try:\n"
+                "        subprocess.run(['/nonexistent/program'])\n"
+                "    except FileNotFoundError:\n"
+                "        pass\n"
+                "subprocess.run(['true'], check=True)\n")
+        r = ftsan_run([PYTHON, "-c", code], os.path.join(self.work, "o"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        rep = report_json(os.path.join(self.work, "o"))
+        pythons = [p for p in rep["processes"] if "subprocess" in p["command"]]
+        self.assertEqual(len(pythons), 1)
+        self.assertTrue(pythons[0]["complete"])
+        # 'true' ran with the runtime preloaded too, and ended its own trace
+        self.assertTrue(all(p["complete"] for p in rep["processes"]))
+
     def test_missing_program_is_a_clear_error(self):
         r = ftsan_run(["/nonexistent/python3.13t"], os.path.join(self.work, "o"))
         self.assertEqual(r.returncode, 127)
