@@ -45,3 +45,5 @@ void *ftsan__alloc(size_t size) {
   ftsan__spin_unlock(&alloc_lock);
   return p;
 }
+
+void ftsan__alloc_after_fork(void) { alloc_lock.locked = 0; }

@@ -150,3 +150,11 @@ void ftsan__clock_join_thread(ftsan_thread *t, ftsan_thread *finished) {
     if (e > t->vc[i]) t->vc[i] = e;
   }
 }
+
+/* In a forked child only the forking thread exists: a bucket lock another thread held at
+ * the fork would never be released. */
+void ftsan__clock_after_fork(void) {
+  free_lock.locked = 0;
+  if (buckets)
+    for (uint32_t i = 0; i < BUCKETS; i++) buckets[i].lock.locked = 0;
+}

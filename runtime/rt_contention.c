@@ -50,6 +50,7 @@ static uint64_t (*alloc_table)[2];  /* object -> creating line; mapped once at i
 /* Types already written to the trace: a global set under one lock, reached only on a
  * thread's first sight of a type. */
 static ftsan_spin seen_lock;
+static ftsan_spin flush_lock;       /* guards the flush buffer */
 static uint64_t *seen_types;        /* GLOBAL_TABLE entries, guarded by seen_lock */
 
 static uint64_t now_ns(void) {
@@ -330,7 +331,7 @@ void ftsan__contention_flush(ftsan_thread *t) {
   contention_state *s = __atomic_load_n(&t->contention, __ATOMIC_ACQUIRE);
   if (!s) return;
   enum { CHUNK = 128 };
-  static ftsan_spin flush_lock; /* guards buf; flushes are rare */
+  /* flush_lock (file scope) guards buf; flushes are rare */
   static char buf[sizeof(struct ftsan_rec_lock) + CHUNK * sizeof(struct ftsan_lock_entry)];
   uint32_t tid = t->tid;
   ftsan__spin_lock(&flush_lock);
@@ -402,4 +403,9 @@ void ftsan__contention_flush(ftsan_thread *t) {
   for (uint32_t i = 0; i < LK_TABLE; i++)
     if (s->lk[i].used) memset(&s->lk[i], 0, sizeof s->lk[i]);
   s->rc_dropped = s->lk_dropped = 0;
+}
+
+void ftsan__contention_after_fork(void) {
+  seen_lock.locked = 0;
+  flush_lock.locked = 0;
 }

@@ -177,3 +177,10 @@ DEFINE_PY_ALLOCATORS(PyMem_, py_malloc, py_calloc, py_realloc, py_free, "PyMem_M
                      "PyMem_Calloc", "PyMem_Realloc", "PyMem_Free")
 DEFINE_PY_ALLOCATORS(PyMem_Raw, raw_malloc, raw_calloc, raw_realloc, raw_free,
                      "PyMem_RawMalloc", "PyMem_RawCalloc", "PyMem_RawRealloc", "PyMem_RawFree")
+
+/* In a forked child: see ftsan__clock_after_fork. */
+void ftsan__heap_after_fork(void) {
+  free_lock.locked = 0;
+  if (buckets)
+    for (uint32_t i = 0; i < BUCKETS; i++) buckets[i].lock.locked = 0;
+}

@@ -208,6 +208,13 @@ void ftsan__cs_suspend(struct ftsan_thread *t); /* the thread's critical section
 void ftsan__cs_resume(struct ftsan_thread *t);  /* ... and resumed */
 
 uint64_t ftsan__now_ns(void);
+/* In a forked child: release the spin locks threads that no longer exist may have held. */
+void ftsan__clock_after_fork(void);
+void ftsan__heap_after_fork(void);
+void ftsan__alloc_after_fork(void);
+void ftsan__contention_after_fork(void);
+void ftsan__stats_after_fork(void);
+void ftsan__pysite_after_fork(void);
 /* Reads memory that may be unmapped: 0, or -1 instead of a fault. */
 int ftsan__safe_read(void *dst, uintptr_t src, size_t n);
 /* The type object of the PyObject at addr if addr really starts one (checked with safe

@@ -210,6 +210,12 @@ static void before_fork(void) { ftsan__trace_flush(); }
 
 static void after_fork_child(void) {
   owner_pid = getpid();
+  ftsan__alloc_after_fork();
+  ftsan__clock_after_fork();
+  ftsan__heap_after_fork();
+  ftsan__contention_after_fork();
+  ftsan__stats_after_fork();
+  ftsan__pysite_after_fork();
   ftsan__trace_forget();
   if (!ftsan__opt.out || !*ftsan__opt.out) return;
   if (ftsan__trace_open() == 0) {

@@ -72,3 +72,5 @@ uint32_t ftsan__python_stack_ids(uint64_t *ids, uint32_t max) {
   }
   return k;
 }
+
+void ftsan__pysite_after_fork(void) { lock.locked = 0; }

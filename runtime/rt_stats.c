@@ -33,10 +33,14 @@ void ftsan__stats_add_slow(ftsan_thread *t, uint64_t pc, uint32_t kind) {
   t->stats_dropped++;
 }
 
+static ftsan_spin flush_lock;
+
+void ftsan__stats_after_fork(void) { flush_lock.locked = 0; }
+
 void ftsan__stats_flush(ftsan_thread *t) {
   if (!t->sites && !t->stats_dropped) return;
   enum { CHUNK = 256 };
-  static ftsan_spin flush_lock; /* guards buf: flushes are rare (thread end, exit) */
+  /* flush_lock (file scope) guards buf: flushes are rare (thread end, exit) */
   static char buf[sizeof(struct ftsan_rec_site_stats) + CHUNK * sizeof(struct ftsan_site_count)];
   ftsan__spin_lock(&flush_lock);
   uint32_t i = 0;

@@ -118,6 +118,37 @@ class RunCommand(unittest.TestCase):
         # 'true' ran with the runtime preloaded too, and ended its own trace
         self.assertTrue(all(p["complete"] for p in rep["processes"]))
 
+    def test_fork_while_threads_run_instrumented_code(self):
+        # The child inherits the runtime's locks in whatever state the other threads left
+        # them; it must not hang, and both traces must be complete.
+        build_extension(os.path.join(TESTDATA, "basic", "basic_ext.c"), self.work)
+        code = ("import os, threading, basic_ext\n"
+                "stop = False\n"
+                "lst = []\n"
+                "def spin():\n"
+                "    while not stop:\n"
+                "        basic_ext.checksum(b'x' * 64); basic_ext.append_locked(lst, 1)\n"
+                "        if len(lst) > 1000: lst.clear()\n"
+                "ts = [threading.Thread(target=spin) for _ in range(3)]\n"
+                "[t.start() for t in ts]\n"
+                "for _ in range(5):\n"
+                "    pid = os.fork()\n"
+                "    if pid == 0:\n"
+                "        basic_ext.checksum(b'child'); basic_ext.append_locked([], 1)\n"
+                "        os._exit(0)\n"
+                "    os.waitpid(pid, 0)\n"
+                "stop = True\n"
+                "[t.join() for t in ts]\n")
+        out = os.path.join(self.work, "o")
+        r = subprocess.run([FTSAN, "run", "--out", out, "--", PYTHON, "-c", code],
+                           env=dict(os.environ, PYTHONPATH=self.work), capture_output=True, text=True,
+                           timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        rep = report_json(out)
+        self.assertEqual(len(rep["processes"]), 6)
+        self.assertTrue(all(p["complete"] for p in rep["processes"]))
+        self.assertEqual(rep["findings"], [])
+
     def test_missing_program_is_a_clear_error(self):
         r = ftsan_run(["/nonexistent/python3.13t"], os.path.join(self.work, "o"))
         self.assertEqual(r.returncode, 127)
