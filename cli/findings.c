@@ -420,6 +420,19 @@ static void print_thread_text(FILE *o, const ftsan_finding *f, uint32_t tid, fts
   }
 }
 
+/* "SUMMARY: ftsan: <what> file:line in function" (no newline), TSan's closing line. */
+static void print_summary(FILE *o, const char *what, const ftsan_finding *f) {
+  char where[600];
+  loc_str(summary_loc(&f->cur.stack), where, sizeof where);
+  char *sp = strchr(where, ' ');
+  if (sp) {
+    *sp = 0;
+    fprintf(o, "SUMMARY: ftsan: %s %s in %s", what, sp + 1, where);
+  } else {
+    fprintf(o, "SUMMARY: ftsan: %s %s", what, where);
+  }
+}
+
 static const char *borrow_api_name(uint32_t id) {
 #define NAME(i, name, fix) if (id == i) return #name;
   FTSAN_BORROW_APIS(NAME)
@@ -456,16 +469,8 @@ static void print_uaf_text(FILE *o, const ftsan_finding *f) {
   fprintf(o, "  Fix: take a strong reference with %s and release it when done; a borrowed reference\n"
              "  is only safe while nothing else can drop the last reference, which in a free-threaded\n"
              "  build is never guaranteed.\n", borrow_api_fix(f->borrow_api));
-  char where[600];
-  loc_str(summary_loc(&f->cur.stack), where, sizeof where);
-  char *sp = strchr(where, ' ');
-  if (sp) {
-    *sp = 0;
-    fprintf(o, "SUMMARY: ftsan: use-after-free %s in %s\n", sp + 1, where);
-  } else {
-    fprintf(o, "SUMMARY: ftsan: use-after-free %s\n", where);
-  }
-  fprintf(o, "==================\n");
+  print_summary(o, "use-after-free", f);
+  fprintf(o, "\n==================\n");
 }
 
 static void print_gil_enabled_text(FILE *o, const ftsan_finding *f) {
@@ -540,15 +545,7 @@ void ftsan_finding_print_text(FILE *o, const ftsan_finding *f, ftsan_symbolizer 
     print_thread_text(o, f, f->prev.tid, sym);
     fprintf(o, "\n");
   }
-  char where[600];
-  loc_str(summary_loc(&f->cur.stack), where, sizeof where);
-  char *sp = strchr(where, ' ');
-  if (sp) {
-    *sp = 0;
-    fprintf(o, "SUMMARY: ftsan: data race %s in %s", sp + 1, where);
-  } else {
-    fprintf(o, "SUMMARY: ftsan: data race %s", where);
-  }
+  print_summary(o, "data race", f);
   if (f->count > 1) fprintf(o, " (%d reports merged)", f->count);
   fprintf(o, "\n==================\n");
 }

@@ -31,32 +31,11 @@ FTSAN_NOINLINE void ftsan__access(uint64_t pc, uintptr_t addr, size_t size, int 
   }
 }
 
-/* One granule-aligned piece of an access, in the fast path: the shadow chunk exists. When
- * every cell is empty or from this thread no race is possible: the access takes the cell
- * that records the same kind of access, or an empty one, or replaces one of this thread's
- * (forgetting an older access of the same thread only makes a later report name a newer
- * one). Cells of other threads need the full check. */
+/* One granule-aligned piece of an access, in the fast path: the shadow chunk exists. */
 FTSAN_ALWAYS_INLINE void piece(ftsan_thread *t, uint64_t *chunk, uintptr_t addr, uint32_t log,
                                int is_write, uint64_t e, uint64_t pc) {
   uint64_t *cells = chunk + ((addr & ((1u << FTSAN_CHUNK_SHIFT) - 1)) >> 3) * FTSAN_CELLS;
-  uint64_t cur = CELL_MAKE(e, t->tid, addr & 7, log, is_write, 0) | ((uint64_t)(t->gilstate != 0) << 61);
-  uint64_t me = (uint64_t)t->tid << 42;
-  uint64_t c0 = __atomic_load_n(&cells[0], __ATOMIC_RELAXED);
-  uint64_t c1 = __atomic_load_n(&cells[1], __ATOMIC_RELAXED);
-  uint64_t c2 = __atomic_load_n(&cells[2], __ATOMIC_RELAXED);
-  uint64_t c3 = __atomic_load_n(&cells[3], __ATOMIC_RELAXED);
-  int foreign = (c0 && ((c0 ^ me) & FTSAN_CELL_TID_MASK)) | (c1 && ((c1 ^ me) & FTSAN_CELL_TID_MASK)) |
-                (c2 && ((c2 ^ me) & FTSAN_CELL_TID_MASK)) | (c3 && ((c3 ^ me) & FTSAN_CELL_TID_MASK));
-  if (FTSAN_LIKELY(!foreign)) {
-    uint64_t key = cur & ~FTSAN_EPOCH_MASK;
-    int slot = ((c0 & ~FTSAN_EPOCH_MASK) == key || !c0) ? 0
-               : ((c1 & ~FTSAN_EPOCH_MASK) == key || !c1) ? 1
-               : ((c2 & ~FTSAN_EPOCH_MASK) == key || !c2) ? 2
-               : ((c3 & ~FTSAN_EPOCH_MASK) == key || !c3) ? 3 : (int)(e % FTSAN_CELLS);
-    __atomic_store_n(&cells[slot], cur, __ATOMIC_RELAXED);
-    return;
-  }
-  ftsan__check_granule_slow(t, cells, addr, cur, pc);
+  ftsan__check_cells(t, cells, addr, log, is_write, 0, e, pc);
 }
 
 /* The fast path of a plain access of 1, 2, 4, 8 or 16 bytes (size a constant in each entry

@@ -15,17 +15,16 @@ void ftsan__check_granule_slow(ftsan_thread *t, uint64_t *cells, uintptr_t addr,
 
 #define FTSAN_CELL_TID_MASK (0xfffull << 42)
 
-/* Checks and records an access of 1 << log bytes at addr, inside one granule, by thread t
- * at epoch e (already in its history).
+/* Checks and records, in the four cells of one granule, an access of 1 << log bytes at
+ * addr by thread t at epoch e (already in its history).
  * Fast path (private data): when every cell is empty or from this thread no race is
- * possible, and a cell that already records the same kind of access by this thread just
- * gets the new epoch. Everything else goes to the out-of-line full check, which keeps this
- * function small enough to be inlined into each entry point without spilling registers. */
-FTSAN_ALWAYS_INLINE void ftsan__check_granule(ftsan_thread *t, uintptr_t addr, uint32_t log,
-                                              int is_write, int is_atomic, uint64_t e,
-                                              uint64_t pc) {
-  uint64_t *cells = ftsan__shadow_cells(addr);
-  if (FTSAN_UNLIKELY(!cells)) return;
+ * possible; the access takes the cell that records the same kind of access, or an empty
+ * one, or replaces one of this thread's (forgetting an older access of the same thread can
+ * only make a later report name a newer one). Cells of other threads need the full,
+ * out-of-line check, which keeps this small enough to inline into every entry point. */
+FTSAN_ALWAYS_INLINE void ftsan__check_cells(ftsan_thread *t, uint64_t *cells, uintptr_t addr,
+                                            uint32_t log, int is_write, int is_atomic,
+                                            uint64_t e, uint64_t pc) {
   uint64_t cur = CELL_MAKE(e, t->tid, addr & 7, log, is_write, is_atomic) |
                  ((uint64_t)(t->gilstate != 0) << 61);
   uint64_t me = (uint64_t)t->tid << 42;
@@ -37,19 +36,22 @@ FTSAN_ALWAYS_INLINE void ftsan__check_granule(ftsan_thread *t, uintptr_t addr, u
                 (c2 && ((c2 ^ me) & FTSAN_CELL_TID_MASK)) | (c3 && ((c3 ^ me) & FTSAN_CELL_TID_MASK));
   if (FTSAN_LIKELY(!foreign)) {
     uint64_t key = cur & ~FTSAN_EPOCH_MASK;
-    if ((c0 & ~FTSAN_EPOCH_MASK) == key) { __atomic_store_n(&cells[0], cur, __ATOMIC_RELAXED); return; }
-    if ((c1 & ~FTSAN_EPOCH_MASK) == key) { __atomic_store_n(&cells[1], cur, __ATOMIC_RELAXED); return; }
-    if ((c2 & ~FTSAN_EPOCH_MASK) == key) { __atomic_store_n(&cells[2], cur, __ATOMIC_RELAXED); return; }
-    if ((c3 & ~FTSAN_EPOCH_MASK) == key) { __atomic_store_n(&cells[3], cur, __ATOMIC_RELAXED); return; }
-    /* A new kind of access by this thread: the first empty cell takes it. */
-    if (!c0) { __atomic_store_n(&cells[0], cur, __ATOMIC_RELAXED); return; }
-    if (!c1) { __atomic_store_n(&cells[1], cur, __ATOMIC_RELAXED); return; }
-    if (!c2) { __atomic_store_n(&cells[2], cur, __ATOMIC_RELAXED); return; }
-    if (!c3) { __atomic_store_n(&cells[3], cur, __ATOMIC_RELAXED); return; }
-    __atomic_store_n(&cells[e % FTSAN_CELLS], cur, __ATOMIC_RELAXED);
+    int slot = ((c0 & ~FTSAN_EPOCH_MASK) == key || !c0) ? 0
+               : ((c1 & ~FTSAN_EPOCH_MASK) == key || !c1) ? 1
+               : ((c2 & ~FTSAN_EPOCH_MASK) == key || !c2) ? 2
+               : ((c3 & ~FTSAN_EPOCH_MASK) == key || !c3) ? 3 : (int)(e % FTSAN_CELLS);
+    __atomic_store_n(&cells[slot], cur, __ATOMIC_RELAXED);
     return;
   }
   ftsan__check_granule_slow(t, cells, addr, cur, pc);
+}
+
+/* The same for an address whose shadow is looked up here. */
+FTSAN_ALWAYS_INLINE void ftsan__check_granule(ftsan_thread *t, uintptr_t addr, uint32_t log,
+                                              int is_write, int is_atomic, uint64_t e,
+                                              uint64_t pc) {
+  uint64_t *cells = ftsan__shadow_cells(addr);
+  if (FTSAN_LIKELY(cells != NULL)) ftsan__check_cells(t, cells, addr, log, is_write, is_atomic, e, pc);
 }
 
 #endif
