@@ -327,73 +327,68 @@ void ftsan__contention_lock_wait(uintptr_t lock, uintptr_t object, uint32_t flag
 
 uint64_t ftsan__contention_now(void) { return now_ns(); }
 
+/* Writes n entries of esize bytes as one record of `kind`. REFCOUNT and LOCK records share
+ * the header {tid, count, dropped}; OBJECT records use {count, pad}. The caller holds
+ * flush_lock, which guards the buffer. */
+enum { CHUNK = 128 };
+static char flush_buf[sizeof(struct ftsan_rec_lock) + CHUNK * sizeof(struct ftsan_lock_entry)];
+
+static void write_entries(uint32_t kind, uint32_t tid, uint64_t dropped, const void *entries,
+                          uint32_t n, size_t esize) {
+  size_t hdr = kind == FTSAN_REC_OBJECT ? sizeof(struct ftsan_rec_object) : sizeof(struct ftsan_rec_refcount);
+  memset(flush_buf, 0, hdr);
+  struct ftsan_rec_header *h = (struct ftsan_rec_header *)flush_buf;
+  h->kind = kind;
+  h->size = (uint32_t)(hdr + n * esize);
+  if (kind == FTSAN_REC_OBJECT) {
+    ((struct ftsan_rec_object *)flush_buf)->count = n;
+  } else {
+    struct ftsan_rec_refcount *r = (struct ftsan_rec_refcount *)flush_buf;
+    r->tid = tid;
+    r->count = n;
+    r->dropped = dropped;
+  }
+  memcpy(flush_buf + hdr, entries, n * esize);
+  ftsan__trace_write(flush_buf, h->size);
+}
+
 void ftsan__contention_flush(ftsan_thread *t) {
   contention_state *s = __atomic_load_n(&t->contention, __ATOMIC_ACQUIRE);
   if (!s) return;
-  enum { CHUNK = 128 };
-  /* flush_lock (file scope) guards buf; flushes are rare */
-  static char buf[sizeof(struct ftsan_rec_lock) + CHUNK * sizeof(struct ftsan_lock_entry)];
-  uint32_t tid = t->tid;
   ftsan__spin_lock(&flush_lock);
-  for (uint32_t i = 0, first = 1; i < RC_TABLE || first;) {
-    struct ftsan_rec_refcount *r = (struct ftsan_rec_refcount *)buf;
-    struct ftsan_refcount_entry *e = (struct ftsan_refcount_entry *)(r + 1);
-    uint32_t n = 0;
-    for (; i < RC_TABLE && n < CHUNK; i++)
-      if (s->rc[i].used)
-        e[n++] = (struct ftsan_refcount_entry){s->rc[i].object, s->rc[i].type, s->rc[i].site,
-                                                s->rc[i].flags, 0, s->rc[i].count};
-    if (n || (first && s->rc_dropped)) {
-      memset(r, 0, sizeof *r);
-      r->h.kind = FTSAN_REC_REFCOUNT;
-      r->h.size = (uint32_t)(sizeof *r + n * sizeof *e);
-      r->tid = tid;
-      r->count = n;
-      r->dropped = first ? s->rc_dropped : 0;
-      ftsan__trace_write(buf, r->h.size);
+  struct ftsan_refcount_entry rc[CHUNK];
+  struct ftsan_lock_entry lk[CHUNK];
+  struct ftsan_object_entry ob[CHUNK];
+  uint32_t nrc = 0, nlk = 0, nob = 0;
+  uint64_t rc_dropped = s->rc_dropped, lk_dropped = s->lk_dropped;
+  if (rc_dropped) write_entries(FTSAN_REC_REFCOUNT, t->tid, rc_dropped, rc, 0, sizeof rc[0]);
+  if (lk_dropped) write_entries(FTSAN_REC_LOCK, t->tid, lk_dropped, lk, 0, sizeof lk[0]);
+  for (uint32_t i = 0; i < RC_TABLE + LK_TABLE; i++) {
+    uint64_t obj;
+    if (i < RC_TABLE) {
+      const rc_slot *e = &s->rc[i];
+      if (!e->used) continue;
+      rc[nrc++] = (struct ftsan_refcount_entry){e->object, e->type, e->site, e->flags, 0, e->count};
+      obj = e->object;
+      if (nrc == CHUNK) write_entries(FTSAN_REC_REFCOUNT, t->tid, 0, rc, nrc, sizeof rc[0]), nrc = 0;
+    } else {
+      const lk_slot *e = &s->lk[i - RC_TABLE];
+      if (!e->used) continue;
+      lk[nlk++] = (struct ftsan_lock_entry){e->lock, e->object, e->type, e->site, e->flags, 0,
+                                            e->waits, e->wait_ns, e->max_wait_ns};
+      obj = e->object;
+      if (nlk == CHUNK) write_entries(FTSAN_REC_LOCK, t->tid, 0, lk, nlk, sizeof lk[0]), nlk = 0;
     }
-    first = 0;
+    /* Where the object was created, when the runtime saw it. */
+    uint64_t site = created_at(obj);
+    if (site) {
+      ob[nob++] = (struct ftsan_object_entry){obj, site};
+      if (nob == CHUNK) write_entries(FTSAN_REC_OBJECT, 0, 0, ob, nob, sizeof ob[0]), nob = 0;
+    }
   }
-  for (uint32_t i = 0, first = 1; i < LK_TABLE || first;) {
-    struct ftsan_rec_lock *r = (struct ftsan_rec_lock *)buf;
-    struct ftsan_lock_entry *e = (struct ftsan_lock_entry *)(r + 1);
-    uint32_t n = 0;
-    for (; i < LK_TABLE && n < CHUNK; i++)
-      if (s->lk[i].used)
-        e[n++] = (struct ftsan_lock_entry){s->lk[i].lock, s->lk[i].object, s->lk[i].type,
-                                            s->lk[i].site, s->lk[i].flags, 0, s->lk[i].waits,
-                                            s->lk[i].wait_ns, s->lk[i].max_wait_ns};
-    if (n || (first && s->lk_dropped)) {
-      memset(r, 0, sizeof *r);
-      r->h.kind = FTSAN_REC_LOCK;
-      r->h.size = (uint32_t)(sizeof *r + n * sizeof *e);
-      r->tid = tid;
-      r->count = n;
-      r->dropped = first ? s->lk_dropped : 0;
-      ftsan__trace_write(buf, r->h.size);
-    }
-    first = 0;
-  }
-  /* Where the objects of these entries were created, when the runtime saw it. */
-  for (uint32_t i = 0, first = 1; i < RC_TABLE + LK_TABLE || first;) {
-    struct ftsan_rec_object *r = (struct ftsan_rec_object *)buf;
-    struct ftsan_object_entry *e = (struct ftsan_object_entry *)(r + 1);
-    uint32_t n = 0;
-    for (; i < RC_TABLE + LK_TABLE && n < CHUNK; i++) {
-      uint64_t obj = i < RC_TABLE ? (s->rc[i].used ? s->rc[i].object : 0)
-                                  : (s->lk[i - RC_TABLE].used ? s->lk[i - RC_TABLE].object : 0);
-      uint64_t site = created_at(obj);
-      if (site) e[n++] = (struct ftsan_object_entry){obj, site};
-    }
-    if (n) {
-      memset(r, 0, sizeof *r);
-      r->h.kind = FTSAN_REC_OBJECT;
-      r->h.size = (uint32_t)(sizeof *r + n * sizeof *e);
-      r->count = n;
-      ftsan__trace_write(buf, r->h.size);
-    }
-    first = 0;
-  }
+  if (nrc) write_entries(FTSAN_REC_REFCOUNT, t->tid, 0, rc, nrc, sizeof rc[0]);
+  if (nlk) write_entries(FTSAN_REC_LOCK, t->tid, 0, lk, nlk, sizeof lk[0]);
+  if (nob) write_entries(FTSAN_REC_OBJECT, 0, 0, ob, nob, sizeof ob[0]);
   ftsan__spin_unlock(&flush_lock);
   /* The tables stay mapped: a thread flushed at exit may still be running. Clearing them
    * makes a second flush write nothing twice. */
