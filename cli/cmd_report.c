@@ -89,7 +89,6 @@ static void python_version_str(uint32_t v, char *buf, size_t n) {
   else snprintf(buf, n, "%u.%u.%u", v >> 24 & 0xff, v >> 16 & 0xff, v >> 8 & 0xff);
 }
 
-static int gil_was_enabled(const ftsan_trace *t) { return ftsan_trace_gil_enabled(t); }
 
 static void text_process(const ftsan_trace *t, ftsan_symbolizer *sym, int show_stats) {
   char ver[32];
@@ -97,7 +96,7 @@ static void text_process(const ftsan_trace *t, ftsan_symbolizer *sym, int show_s
   printf("== process %u: %s ==\n", t->header.pid, t->cmdline ? t->cmdline : "?");
   printf("   python %s%s%s%s\n", ver,
          t->proc_flags & FTSAN_PROC_FREE_THREADED ? ", free-threaded" : "",
-         t->python_version ? (gil_was_enabled(t) ? ", GIL ENABLED (races may be hidden)" : ", GIL disabled") : "",
+         t->python_version ? (ftsan_trace_gil_enabled(t) ? ", GIL ENABLED (races may be hidden)" : ", GIL disabled") : "",
          t->complete ? "" : ", trace TRUNCATED (the process crashed or was killed)");
   for (size_t w = 0; w < t->nwarnings; w++) printf("   warning: %s\n", t->warnings[w].msg);
   int any = 0;
@@ -140,7 +139,7 @@ static void json_process(FILE *o, const ftsan_trace *t, ftsan_symbolizer *sym) {
   json_str(o, t->python_version ? ver : "");
   fprintf(o, ", \"free_threaded\": %s, \"gil_enabled\": %s, \"complete\": %s, \"threads\": %zu",
           t->proc_flags & FTSAN_PROC_FREE_THREADED ? "true" : "false",
-          gil_was_enabled(t) ? "true" : "false", t->complete ? "true" : "false", t->nthreads);
+          ftsan_trace_gil_enabled(t) ? "true" : "false", t->complete ? "true" : "false", t->nthreads);
   fprintf(o, ", \"warnings\": [");
   for (size_t w = 0; w < t->nwarnings; w++) {
     if (w) fputs(", ", o);

@@ -272,7 +272,6 @@ static int parse_gil_enabled(const ftsan_trace *t, const ftsan_raw_record *rec, 
   return 0;
 }
 
-static int trace_gil_enabled(const ftsan_trace *t) { return ftsan_trace_gil_enabled(t); }
 
 static void free_finding(ftsan_finding *f) {
   free(f->cur.py);
@@ -293,7 +292,7 @@ size_t ftsan_findings_collect(ftsan_trace *traces, size_t ntraces, ftsan_symboli
       ftsan_finding f;
       if (t->records[i].kind == FTSAN_REC_RACE) {
         if (parse_race(t, &t->records[i], sym, &f) != 0) continue;
-        f.gil_enabled_in_process = trace_gil_enabled(t);
+        f.gil_enabled_in_process = ftsan_trace_gil_enabled(t);
       } else if (t->records[i].kind == FTSAN_REC_GIL_ENABLED) {
         if (parse_gil_enabled(t, &t->records[i], &f) != 0) continue;
       } else {

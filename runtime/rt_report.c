@@ -42,6 +42,13 @@ static int set_insert(uint64_t *set, uint64_t key) {
   return 0;
 }
 
+/* A RACE record's view of an access, from its shadow cell. */
+static struct ftsan_race_access access_of(uint32_t tid, uint64_t cell, int full, uint32_t nstack) {
+  return (struct ftsan_race_access){tid, (uint8_t)(1u << CELL_LOG(cell)), (uint8_t)CELL_WRITE(cell),
+                                    (uint8_t)CELL_ATOMIC(cell), (uint8_t)full, nstack,
+                                    CELL_GILSTATE(cell) ? FTSAN_ACC_GILSTATE : 0, CELL_EPOCH(cell)};
+}
+
 uint32_t ftsan__findings(void) { return __atomic_load_n(&nfindings, __ATOMIC_RELAXED); }
 
 /* Reads memory that may not be mapped: process_vm_readv fails instead of faulting. */
@@ -176,12 +183,8 @@ FTSAN_NOINLINE __attribute__((cold)) void ftsan__report_race(ftsan_thread *t, ui
   r->kind = FTSAN_FINDING_DATA_RACE;
   r->mem_kind = mem_kind;
   r->addr = addr;
-  r->cur = (struct ftsan_race_access){t->tid, (uint8_t)(1u << CELL_LOG(cur)), (uint8_t)CELL_WRITE(cur),
-                                      (uint8_t)CELL_ATOMIC(cur), (uint8_t)full, (uint32_t)ncur,
-                                      CELL_GILSTATE(cur) ? FTSAN_ACC_GILSTATE : 0, CELL_EPOCH(cur)};
-  r->prev = (struct ftsan_race_access){otid, (uint8_t)(1u << CELL_LOG(old)), (uint8_t)CELL_WRITE(old),
-                                       (uint8_t)CELL_ATOMIC(old), 0, (uint32_t)nprev,
-                                       CELL_GILSTATE(old) ? FTSAN_ACC_GILSTATE : 0, CELL_EPOCH(old)};
+  r->cur = access_of(t->tid, cur, full, (uint32_t)ncur);
+  r->prev = access_of(otid, old, 0, (uint32_t)nprev);
   r->object_addr = obj;
   r->object_size = obj_size;
   r->type_name_len = (uint32_t)name_len;
@@ -287,9 +290,7 @@ void ftsan__report_use_after_free(ftsan_thread *t, uintptr_t addr, uint64_t cur,
   r->kind = FTSAN_FINDING_USE_AFTER_FREE;
   r->mem_kind = FTSAN_MEM_PYOBJECT;
   r->addr = addr;
-  r->cur = (struct ftsan_race_access){t->tid, (uint8_t)(1u << CELL_LOG(cur)), (uint8_t)CELL_WRITE(cur),
-                                      (uint8_t)CELL_ATOMIC(cur), (uint8_t)full, (uint32_t)ncur, 0,
-                                      CELL_EPOCH(cur)};
+  r->cur = access_of(t->tid, cur, full, (uint32_t)ncur);
   r->prev = (struct ftsan_race_access){free_tid, (uint8_t)size, 1, 0, 1, nfree, 0, 0};
   r->object_addr = obj;
   r->object_size = size;
