@@ -336,11 +336,34 @@ void ftsan_findings_free(ftsan_finding *f, size_t n) {
   free(f);
 }
 
-/* The race is on a dict's contents as ftsan models them: PyDict_Next (read) against the
- * interpreter's insertions and deletions (write), at the ma_used field. */
-static int dict_contents(const ftsan_finding *f) {
-  return f->kind == FTSAN_FINDING_DATA_RACE && f->mem_kind == FTSAN_MEM_PYOBJECT &&
-         !strcmp(f->type_name, "dict") && f->addr - f->object_addr == 32;
+/* The race is on a container's contents as ftsan models them (runtime/rt_hooks.c): C code
+ * reading one field that stands for the contents (PyDict_Next reads a dict's ma_used;
+ * PyList_GET_ITEM and PySequence_Fast_ITEMS load a list's ob_item) against the
+ * interpreter's mutations, which write that field. */
+typedef struct {
+  const char *type;
+  uint64_t offset;
+  const char *what;   /* JSON location.what */
+  const char *advice; /* text report */
+} container_field;
+
+static const container_field container_fields[] = {
+    {"dict", 32, "dict contents: PyDict_Next during a mutation",
+     "  This is the dict's contents: C code iterated it with PyDict_Next while another thread\n"
+     "  changed it. Hold Py_BEGIN_CRITICAL_SECTION(dict) around the whole iteration.\n"},
+    {"list", 40, "list items: PyList_GET_ITEM during a mutation",
+     "  This is the list's item array (ob_item): C code read it with PyList_GET_ITEM or\n"
+     "  PySequence_Fast_ITEMS while another thread changed the list (the array can be\n"
+     "  reallocated, items replaced and freed). Hold Py_BEGIN_CRITICAL_SECTION(list) around the\n"
+     "  whole loop, or iterate a copy (PySequence_List) or use PyList_GetItemRef.\n"},
+};
+
+static const container_field *container_contents(const ftsan_finding *f) {
+  if (f->kind != FTSAN_FINDING_DATA_RACE || f->mem_kind != FTSAN_MEM_PYOBJECT) return NULL;
+  for (size_t i = 0; i < sizeof container_fields / sizeof container_fields[0]; i++)
+    if (!strcmp(f->type_name, container_fields[i].type) && f->addr - f->object_addr == container_fields[i].offset)
+      return &container_fields[i];
+  return NULL;
 }
 
 /* ---- text ---------------------------------------------------------------------------------- */
@@ -519,9 +542,8 @@ void ftsan_finding_print_text(FILE *o, const ftsan_finding *f, ftsan_symbolizer 
     fprintf(o, "  Location is offset %llu in a Python object of type '%s' at 0x%llx (tp_basicsize %llu)\n",
             (unsigned long long)(f->addr - f->object_addr), f->type_name[0] ? f->type_name : "?",
             (unsigned long long)f->object_addr, (unsigned long long)f->object_size);
-    if (dict_contents(f))
-      fprintf(o, "  This is the dict's contents: C code iterated it with PyDict_Next while another thread\n"
-                 "  changed it. Hold Py_BEGIN_CRITICAL_SECTION(dict) around the whole iteration.\n");
+    const container_field *c = container_contents(f);
+    if (c) fputs(c->advice, o);
   }
   else if (f->has_global) {
     char decl[600] = "";
@@ -634,10 +656,10 @@ void ftsan_finding_print_json(FILE *o, const ftsan_finding *f, ftsan_symbolizer 
   if (f->mem_kind == FTSAN_MEM_PYOBJECT) {
     fprintf(o, "{\"kind\": \"pyobject\", \"type\": ");
     json_str(o, f->type_name);
-    fprintf(o, ", \"object\": \"0x%llx\", \"offset\": %llu, \"basicsize\": %llu%s}",
+    const container_field *c = container_contents(f);
+    fprintf(o, ", \"object\": \"0x%llx\", \"offset\": %llu, \"basicsize\": %llu%s%s%s}",
             (unsigned long long)f->object_addr, (unsigned long long)(f->addr - f->object_addr),
-            (unsigned long long)f->object_size,
-            dict_contents(f) ? ", \"what\": \"dict contents: PyDict_Next during a mutation\"" : "");
+            (unsigned long long)f->object_size, c ? ", \"what\": \"" : "", c ? c->what : "", c ? "\"" : "");
   } else if (f->has_global) {
     fprintf(o, "{\"kind\": \"global\", \"name\": ");
     json_str(o, f->global.name);

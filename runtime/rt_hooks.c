@@ -64,27 +64,72 @@ static ftsan_thread *hook_thread(void) {
 
 #define OB_MUTEX_OFFSET 10
 
-/* Dict mutations happen with the dict's critical section held inside the interpreter, which
- * the runtime cannot see: the hook models that critical section around a write of the
- * dict's contents (see __ftsan_PyDict_Next). */
-static void dict_mutation(void *mp, uint64_t pc) {
+/* Container mutations happen inside the interpreter with the container's critical section
+ * held, which the runtime cannot see: the hooks model that critical section around a write
+ * of one field that stands for the container's contents. C code that reads the contents
+ * reads the same field: PyDict_Next (see __ftsan_PyDict_Next) reads the dict's ma_used,
+ * PyList_GET_ITEM and PySequence_Fast_ITEMS load the list's ob_item pointer themselves (an
+ * instrumented load). Without Py_BEGIN_CRITICAL_SECTION around the loop, the two race. */
+#define DICT_CONTENTS_OFFSET 32 /* ma_used */
+#define LIST_CONTENTS_OFFSET 40 /* ob_item */
+
+static void container_mutation(void *op, uintptr_t field, uint64_t pc) {
   ftsan_thread *t = hook_thread();
-  if (!t || !mp) return;
-  uintptr_t m = (uintptr_t)mp + OB_MUTEX_OFFSET;
+  if (!t || !op) return;
+  uintptr_t m = (uintptr_t)op + OB_MUTEX_OFFSET;
   ftsan__acquire(t, m);
   ftsan__history_python_entry(t);
-  ftsan__access(pc, (uintptr_t)mp + 32, 8, 1, 0);
+  ftsan__access(pc, (uintptr_t)op + field, 8, 1, 0);
   ftsan__release(t, m);
 }
 
+#define CALLER ((uint64_t)(uintptr_t)__builtin_return_address(0))
+
 static int hook_insertdict(void *interp, void *mp, void *key, intptr_t hash, void *value) {
-  dict_mutation(mp, (uint64_t)(uintptr_t)__builtin_return_address(0));
+  container_mutation(mp, DICT_CONTENTS_OFFSET, CALLER);
   return orig_insertdict(interp, mp, key, hash, value);
 }
 
 static void hook_delitem_common(void *mp, intptr_t hash, intptr_t ix, void *old, uint64_t version) {
-  dict_mutation(mp, (uint64_t)(uintptr_t)__builtin_return_address(0));
+  container_mutation(mp, DICT_CONTENTS_OFFSET, CALLER);
   orig_delitem_common(mp, hash, ix, old, version);
+}
+
+/* The list's mutators in Objects/listobject.c (3.13): every change of size goes through
+ * list_resize (append past the allocation, insert, extend, pop, del) or list_clear_impl;
+ * items are replaced in list_ass_item_lock_held / list_ass_slice_lock_held and reordered by
+ * sort and reverse. (The eval loop's inline fast paths, an append into spare capacity and
+ * a specialized lst[i] = v, call none of them and stay invisible.) */
+static int (*orig_list_resize)(void *self, intptr_t newsize);
+static void (*orig_list_clear_impl)(void *self, _Bool is_resize);
+static int (*orig_list_ass_item)(void *a, intptr_t i, void *v);
+static int (*orig_list_ass_slice)(void *a, intptr_t ilow, intptr_t ihigh, void *v);
+static void *(*orig_list_sort_impl)(void *self, void *keyfunc, int reverse);
+static void *(*orig_list_reverse)(void *self, void *unused);
+
+static int hook_list_resize(void *self, intptr_t newsize) {
+  container_mutation(self, LIST_CONTENTS_OFFSET, CALLER);
+  return orig_list_resize(self, newsize);
+}
+static void hook_list_clear_impl(void *self, _Bool is_resize) {
+  container_mutation(self, LIST_CONTENTS_OFFSET, CALLER);
+  orig_list_clear_impl(self, is_resize);
+}
+static int hook_list_ass_item(void *a, intptr_t i, void *v) {
+  container_mutation(a, LIST_CONTENTS_OFFSET, CALLER);
+  return orig_list_ass_item(a, i, v);
+}
+static int hook_list_ass_slice(void *a, intptr_t ilow, intptr_t ihigh, void *v) {
+  container_mutation(a, LIST_CONTENTS_OFFSET, CALLER);
+  return orig_list_ass_slice(a, ilow, ihigh, v);
+}
+static void *hook_list_sort_impl(void *self, void *keyfunc, int reverse) {
+  container_mutation(self, LIST_CONTENTS_OFFSET, CALLER);
+  return orig_list_sort_impl(self, keyfunc, reverse);
+}
+static void *hook_list_reverse(void *self, void *unused) {
+  container_mutation(self, LIST_CONTENTS_OFFSET, CALLER);
+  return orig_list_reverse(self, unused);
 }
 
 static int hook_mutex_lock_timed(void *m, long long timeout, int flags) {
@@ -252,6 +297,13 @@ void ftsan__hooks_init(void) {
           "dict insertions racing with PyDict_Next");
   install("delitem_common", (void *)hook_delitem_common, (void **)&orig_delitem_common,
           "dict deletions racing with PyDict_Next");
+  static const char list_what[] = "list mutations racing with PyList_GET_ITEM loops";
+  install("list_resize", (void *)hook_list_resize, (void **)&orig_list_resize, list_what);
+  install("list_clear_impl", (void *)hook_list_clear_impl, (void **)&orig_list_clear_impl, list_what);
+  install("list_ass_item_lock_held", (void *)hook_list_ass_item, (void **)&orig_list_ass_item, list_what);
+  install("list_ass_slice_lock_held", (void *)hook_list_ass_slice, (void **)&orig_list_ass_slice, list_what);
+  install("list_sort_impl", (void *)hook_list_sort_impl, (void **)&orig_list_sort_impl, list_what);
+  install("list_reverse", (void *)hook_list_reverse, (void **)&orig_list_reverse, list_what);
   ftsan_elf_sym us;
   if (ftsan_elf_lookup_in("", "mi_usable_size", &us) == 0) {
     mi_usable_size_fn = (size_t (*)(const void *))us.addr;

@@ -4,63 +4,43 @@
  * dispatches on the version and unknown versions get "unknown" answers. */
 #define _GNU_SOURCE 1
 #include "rt_internal.h"
+#include "rt_pylayout.h"
 
 #include <dlfcn.h>
 #include <stdio.h>
 #include <string.h>
 
 static const char *runtime_addr;   /* written once at init */
-static uint32_t py_version;        /* written once at init */
-static int py_free_threaded;       /* written once at init */
-
-/* Offsets into _Py_DebugOffsets (3.13: Include/internal/pycore_runtime.h): header is cookie,
- * version, free_threaded; then runtime_state {size, finalizing, interpreters_head}; then
- * interpreter_state {size, id, next, threads_head, gc, imports_modules, sysdict, builtins,
- * ceval_gil, gil_runtime_state, gil_runtime_state_enabled, ...}. */
-#define DO_VERSION 8
-#define DO_FREE_THREADED 16
-#define DO313_INTERPRETERS_HEAD 40
-#define DO313_GIL_STATE 120
-#define DO313_GIL_ENABLED 128
-
-static uint64_t read_u64(const char *p) {
-  uint64_t v;
-  memcpy(&v, p, 8);
-  return v;
-}
+static ftsan_pylayout layout;      /* written once at init */
+static int layout_ok;              /* written once at init */
 
 void ftsan__python_init(void) {
   const char *rt = dlsym(RTLD_DEFAULT, "_PyRuntime");
   if (!rt || memcmp(rt, "xdebugpy", 8) != 0) return;
   runtime_addr = rt;
-  py_version = (uint32_t)read_u64(rt + DO_VERSION);
-  py_free_threaded = read_u64(rt + DO_FREE_THREADED) != 0;
+  layout_ok = ftsan_pylayout_read(rt, &layout) == 0;
 }
 
-uint32_t ftsan__python_version(void) { return py_version; }
-int ftsan__python_free_threaded(void) { return py_free_threaded; }
-
-/* The raw `enabled` field of the GIL (3.13 free-threaded): 0 disabled, a small count while
- * an extension's init runs with the GIL enabled transiently, INT_MAX once an import enabled
- * it for good. -1 when unknown. */
-int ftsan__python_gil_state(void);
+uint32_t ftsan__python_version(void) { return layout.version; }
+int ftsan__python_free_threaded(void) { return layout.free_threaded; }
 
 int ftsan__python_gil_enabled(void) {
   int st = ftsan__python_gil_state();
   return st < 0 ? -1 : st != 0;
 }
 
+/* The raw `enabled` field of the GIL (free-threaded builds): 0 disabled, a small count while
+ * an extension's init runs with the GIL enabled transiently, INT_MAX once an import enabled
+ * it for good. -1 when unknown. */
 int ftsan__python_gil_state(void) {
   if (!runtime_addr) return -1;
-  if (!py_free_threaded) return 1;
-  if ((py_version >> 16) != 0x030d) return -1;
-  uint64_t head_off = read_u64(runtime_addr + DO313_INTERPRETERS_HEAD);
-  uint64_t enabled_off = read_u64(runtime_addr + DO313_GIL_ENABLED);
+  if (!layout.free_threaded) return 1;
+  if (!layout_ok) return -1;
   /* 3.13.5 leaves gil_runtime_state_enabled at 0; `enabled` is the first field of the
    * interpreter's struct _gil_runtime_state in free-threaded builds (checked: it becomes
    * INT_MAX when an import enables the GIL permanently). */
-  if (enabled_off == 0) enabled_off = read_u64(runtime_addr + DO313_GIL_STATE);
-  const char *interp = (const char *)(uintptr_t)read_u64(runtime_addr + head_off);
+  uint64_t enabled_off = layout.gil_enabled ? layout.gil_enabled : layout.gil_state;
+  const char *interp = *(const char *const *)(runtime_addr + layout.interpreters_head);
   if (!interp || enabled_off == 0) return -1;
   int enabled;
   memcpy(&enabled, interp + enabled_off, sizeof enabled);
@@ -68,26 +48,12 @@ int ftsan__python_gil_state(void) {
 }
 
 /* ---- the running Python line --------------------------------------------------------------
- * 3.13 offsets inside _Py_DebugOffsets: thread_state.current_frame at 184; interpreter_frame
- * {previous 232, executable 240, instr_ptr 248, owner 264}; code_object {filename 280,
- * qualname 296, co_code_adaptive 344}. Other versions: no Python attribution (warned once). */
-#define DO313_TS_CURRENT_FRAME 184
-#define DO313_IF_PREVIOUS 232
-#define DO313_IF_EXECUTABLE 240
-#define DO313_IF_INSTR_PTR 248
-#define DO313_IF_LOCALSPLUS 256
-#define DO313_IF_OWNER 264
-#define DO313_CO_FILENAME 280
-#define DO313_CO_QUALNAME 296
-#define DO313_CO_CODE_ADAPTIVE 344
-#define FRAME_OWNED_BY_CSTACK 3
-
+ * Frames are read with the layout of rt_pylayout.c (3.13 and 3.14); other versions get no
+ * Python attribution (warned once). */
 static void *(*get_tstate)(void);
 static int (*addr2line)(void *code, int offset);
 static const char *(*unicode_utf8)(void *s);
 static uintptr_t code_type;
-static uint64_t off_cur_frame, off_prev, off_exec, off_instr, off_owner, off_file, off_qual, off_code,
-    off_locals;
 static void *(*getattr_string)(void *o, const char *name);
 static void (*py_decref)(void *o);
 static void (*err_clear)(void);
@@ -96,10 +62,11 @@ static int frames_ok = -1; /* -1 not set up yet, 0 unsupported, 1 supported */
 static int frames_init(void) {
   if (frames_ok >= 0) return frames_ok;
   frames_ok = 0;
-  if (!runtime_addr || !py_free_threaded || (py_version >> 16) != 0x030d) {
+  if (!runtime_addr || !layout.free_threaded || !layout_ok) {
     if (runtime_addr)
-      ftsan__warn(FTSAN_WARN_GENERIC, "python %x.%x: Python source lines are not attributed "
-                  "(only 3.13 frame layouts are known)", py_version >> 24, (py_version >> 16) & 0xff);
+      ftsan__warn(FTSAN_WARN_GENERIC, "python %x.%x%s: Python source lines are not attributed "
+                  "(frame layouts are known for free-threaded 3.13 and 3.14)", layout.version >> 24,
+                  (layout.version >> 16) & 0xff, layout.free_threaded ? "t" : "");
     return 0;
   }
   *(void **)&get_tstate = dlsym(RTLD_DEFAULT, "PyThreadState_GetUnchecked");
@@ -107,15 +74,6 @@ static int frames_init(void) {
   *(void **)&unicode_utf8 = dlsym(RTLD_DEFAULT, "PyUnicode_AsUTF8");
   code_type = (uintptr_t)dlsym(RTLD_DEFAULT, "PyCode_Type");
   if (!get_tstate || !addr2line || !unicode_utf8 || !code_type) return 0;
-  off_cur_frame = read_u64(runtime_addr + DO313_TS_CURRENT_FRAME);
-  off_prev = read_u64(runtime_addr + DO313_IF_PREVIOUS);
-  off_exec = read_u64(runtime_addr + DO313_IF_EXECUTABLE);
-  off_instr = read_u64(runtime_addr + DO313_IF_INSTR_PTR);
-  off_owner = read_u64(runtime_addr + DO313_IF_OWNER);
-  off_file = read_u64(runtime_addr + DO313_CO_FILENAME);
-  off_qual = read_u64(runtime_addr + DO313_CO_QUALNAME);
-  off_code = read_u64(runtime_addr + DO313_CO_CODE_ADAPTIVE);
-  off_locals = read_u64(runtime_addr + DO313_IF_LOCALSPLUS);
   *(void **)&getattr_string = dlsym(RTLD_DEFAULT, "PyObject_GetAttrString");
   *(void **)&py_decref = dlsym(RTLD_DEFAULT, "Py_DecRef");
   *(void **)&err_clear = dlsym(RTLD_DEFAULT, "PyErr_Clear");
@@ -123,24 +81,14 @@ static int frames_init(void) {
   return 1;
 }
 
+static const char *current_frame(void) {
+  const char *ts = get_tstate();
+  return ts ? *(const char *const *)(ts + layout.ts_current_frame) : NULL;
+}
+
 int ftsan__python_stack(uintptr_t *codes, int *offsets, int max) {
   if (frames_ok != 1 && frames_init() != 1) return 0;
-  const char *ts = get_tstate();
-  if (!ts) return 0;
-  int n = 0;
-  const char *f = *(const char *const *)(ts + off_cur_frame);
-  for (int depth = 0; f && depth < 256 && n < max; depth++, f = *(const char *const *)(f + off_prev)) {
-    if (*(const unsigned char *)(f + off_owner) == FRAME_OWNED_BY_CSTACK) continue;
-    uintptr_t co = *(const uintptr_t *)(f + off_exec);
-    if (!co || *(const uintptr_t *)(co + 24) != code_type) continue;
-    uintptr_t ip = *(const uintptr_t *)(f + off_instr);
-    uintptr_t start = co + off_code;
-    if (ip < start) break;
-    codes[n] = co;
-    offsets[n] = (int)(ip - start);
-    n++;
-  }
-  return n;
+  return ftsan_pylayout_walk(&layout, current_frame(), code_type, codes, offsets, max);
 }
 
 int ftsan__python_frame(uintptr_t *code, int *offset) {
@@ -150,14 +98,14 @@ int ftsan__python_frame(uintptr_t *code, int *offset) {
 int ftsan__python_is_code(uintptr_t code) {
   if (frames_ok != 1) return 0;
   uintptr_t tp;
-  return ftsan__safe_read(&tp, code + 24, 8) == 0 && tp == code_type;
+  return ftsan__safe_read(&tp, code + layout.ob_type, 8) == 0 && tp == code_type;
 }
 
 int ftsan__python_resolve(uintptr_t code, int offset, char *file, size_t file_n, char *func,
                           size_t func_n, int *line) {
   if (frames_ok != 1) return 0;
-  const char *fn = unicode_utf8(*(void **)(code + off_file));
-  const char *qn = unicode_utf8(*(void **)(code + off_qual));
+  const char *fn = unicode_utf8(*(void **)(code + layout.co_filename));
+  const char *qn = unicode_utf8(*(void **)(code + layout.co_qualname));
   snprintf(file, file_n, "%s", fn ? fn : "?");
   snprintf(func, func_n, "%s", qn ? qn : "?");
   *line = addr2line((void *)code, offset);
@@ -169,16 +117,15 @@ int ftsan__python_resolve(uintptr_t code, int offset, char *file, size_t file_n,
 int ftsan__python_thread_name(char *name, size_t n) {
   if (frames_ok != 1 && frames_init() != 1) return 0;
   if (!getattr_string || !py_decref || !err_clear) return 0;
-  const char *ts = get_tstate();
-  if (!ts) return 0;
-  const char *f = *(const char *const *)(ts + off_cur_frame);
-  for (int depth = 0; f && depth < 16; depth++, f = *(const char *const *)(f + off_prev)) {
-    if (*(const unsigned char *)(f + off_owner) == FRAME_OWNED_BY_CSTACK) continue;
-    uintptr_t co = *(const uintptr_t *)(f + off_exec);
-    if (!co || *(const uintptr_t *)(co + 24) != code_type) continue;
-    const char *qn = unicode_utf8(*(void **)(co + off_qual));
+  const char *f = current_frame();
+  for (int depth = 0; f && depth < 16; depth++, f = ftsan_pylayout_previous(&layout, f)) {
+    uintptr_t co = ftsan_pylayout_frame_code(&layout, f, code_type);
+    if (!co) continue;
+    const char *qn = unicode_utf8(*(void **)(co + layout.co_qualname));
     if (!qn || strcmp(qn, "Thread.start") != 0) continue;
-    void *self = *(void *const *)(f + off_locals);
+    /* localsplus[0]: a PyObject * in 3.13, a _PyStackRef (tag bits) in 3.14 */
+    uintptr_t self_bits = *(const uintptr_t *)(f + layout.if_localsplus);
+    void *self = (void *)(layout.executable_tagged ? self_bits & ~(uintptr_t)7 : self_bits);
     if (!self) return 0;
     void *nm = getattr_string(self, "_name");
     if (!nm) {
@@ -199,12 +146,10 @@ int ftsan__python_thread_name(char *name, size_t n) {
  * for each time: a thread's state can be deleted and made again, e.g. by PyGILState_*.) */
 int ftsan__python_frame_key(uintptr_t *frame, uintptr_t *ip) {
   if (frames_ok != 1 && frames_init() != 1) return 0;
-  const char *ts = get_tstate();
-  if (!ts) return 0;
-  const char *f = *(const char *const *)(ts + off_cur_frame);
+  const char *f = current_frame();
   if (!f) return 0;
   *frame = (uintptr_t)f;
-  *ip = *(const uintptr_t *)(f + off_instr);
+  *ip = *(const uintptr_t *)(f + layout.if_instr_ptr);
   return 1;
 }
 
@@ -215,7 +160,7 @@ int ftsan__python_frame_outside_imports(uintptr_t *code, int *offset) {
   int offsets[16];
   int n = ftsan__python_stack(codes, offsets, 16);
   for (int i = 0; i < n; i++) {
-    const char *fn = unicode_utf8(*(void **)(codes[i] + off_file));
+    const char *fn = unicode_utf8(*(void **)(codes[i] + layout.co_filename));
     if (fn && (!strncmp(fn, "<frozen importlib", 17) || strstr(fn, "/importlib/"))) continue;
     *code = codes[i];
     *offset = offsets[i];

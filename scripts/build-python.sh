@@ -1,18 +1,25 @@
 #!/bin/bash
-# Builds a free-threaded python3.13t from Debian's python3.13 source package into a cache
-# directory outside the clone, reusing it when it is already there.
+# Builds a free-threaded python3.13t or python3.14t (argument: 3.13 or 3.14, default 3.13)
+# from Debian's python3.X source package into a cache directory outside the clone, reusing
+# it when it is already there.
 #
-# Debian serves no free-threaded binary and no python3.14 source, so the source comes from
-# the suite that carries python3.13 (trixie). The deb-src entry is derived from this
-# machine's own apt configuration (its URIs, with type and suite changed), and apt runs
-# with private list/state/cache directories so the system's apt state is not touched.
-# Prints the interpreter's path on stdout as its last line.
+# Debian serves no free-threaded binary, so the source comes from a suite that carries the
+# source package: python3.13 from trixie, python3.14 from forky (testing) or sid. The
+# deb-src entries are derived from this machine's own apt configuration (its URIs, with
+# type and suite changed), and apt runs with private list/state/cache directories so the
+# system's apt state is not touched. Prints the interpreter's path on stdout as its last line.
 set -euo pipefail
 
+ver="${1:-3.13}"
+case "$ver" in
+  3.13) default_suites="trixie" ;;
+  3.14) default_suites="forky sid" ;;
+  *) echo "ftsan-setup: unsupported python version '$ver' (3.13 or 3.14)" >&2; exit 1 ;;
+esac
 cache="${FTSAN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ftsan}"
-prefix="$cache/python3.13t"
-suite="${FTSAN_PY_SUITE:-trixie}"
-py="$prefix/bin/python3.13t"
+prefix="$cache/python${ver}t"
+suites="${FTSAN_PY_SUITE:-$default_suites}"
+py="$prefix/bin/python${ver}t"
 
 die() { echo "ftsan-setup: $*" >&2; exit 1; }
 
@@ -22,7 +29,7 @@ fi
 
 command -v apt-get >/dev/null || die "no free-threaded python found and no apt-get to build one; set FTSAN_PYTHON to a python3.13t or python3.14t"
 
-work="$cache/build"
+work="$cache/build-$ver"
 rm -rf "$work"; mkdir -p "$work/apt/lists/partial" "$work/apt/cache/archives/partial" "$work/apt/state" "$work/src"
 
 # Collect the URIs of the machine's Debian archive entries (deb822 and one-line formats),
@@ -34,19 +41,21 @@ uris=$( { cat /etc/apt/sources.list.d/*.sources 2>/dev/null | awk 'tolower($1)==
 
 srclist="$work/apt/sources.list"
 : > "$srclist"
-for u in $uris; do echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $u $suite main" >> "$srclist"; done
+for u in $uris; do for suite in $suites; do
+  echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $u $suite main" >> "$srclist"
+done; done
 
 aptopts=(-o Dir::Etc::SourceList="$srclist" -o Dir::Etc::SourceParts=/dev/null
          -o Dir::State="$work/apt/state" -o Dir::State::Lists="$work/apt/lists"
          -o Dir::Cache="$work/apt/cache" -o Dir::State::status=/var/lib/dpkg/status
          -o APT::Get::List-Cleanup=0 -o Debug::NoLocking=1 -o APT::Sandbox::User=root)
-echo "ftsan-setup: fetching the python3.13 source package ($suite)" >&2
+echo "ftsan-setup: fetching the python$ver source package ($suites)" >&2
 apt-get "${aptopts[@]}" update -qq >&2 || die "apt-get update of the private deb-src list failed"
-( cd "$work/src" && apt-get "${aptopts[@]}" source -qq python3.13 >&2 ) || die "apt-get source python3.13 failed (is dpkg-dev installed?)"
-srcdir=$(find "$work/src" -maxdepth 1 -mindepth 1 -type d -name 'python3.13*' | head -1)
-[ -n "$srcdir" ] || die "python3.13 source did not unpack"
+( cd "$work/src" && apt-get "${aptopts[@]}" source -qq "python$ver" >&2 ) || die "apt-get source python$ver failed (is dpkg-dev installed?)"
+srcdir=$(find "$work/src" -maxdepth 1 -mindepth 1 -type d -name "python$ver*" | head -1)
+[ -n "$srcdir" ] || die "python$ver source did not unpack"
 
-echo "ftsan-setup: building python3.13t in $prefix (a few minutes)" >&2
+echo "ftsan-setup: building python${ver}t in $prefix (a few minutes)" >&2
 cd "$srcdir"
 ./configure --disable-gil --prefix="$prefix" --without-ensurepip --with-lto=no >"$work/configure.log" 2>&1 || die "configure failed, see $work/configure.log"
 make -j"$(nproc)" >"$work/make.log" 2>&1 || die "build failed, see $work/make.log"

@@ -218,6 +218,45 @@ class DictIteration(unittest.TestCase):
             self.assertEqual(report_json(out)["findings"], [])
 
 
+class ListIteration(unittest.TestCase):
+    """PyList_GET_ITEM and PySequence_Fast_ITEMS loops without a critical section while
+    another thread appends and pops are reported even when nothing is freed (both loops,
+    each against the writer's Python line); with Py_BEGIN_CRITICAL_SECTION it is clean."""
+
+    def test_iteration_during_mutation(self):
+        work = tempdir()
+        self.addCleanup(shutil.rmtree, work, True)
+        src = os.path.join(TESTDATA, "iterate")
+        for v in ("buggy", "fixed"):
+            build_extension(os.path.join(src, "list_items_%s.c" % v), work)
+        buggy_src = os.path.join(src, "list_items_buggy.c")
+        read_lines = {line_with(buggy_src, "ftsan: race */"), line_with(buggy_src, "ftsan: race-fast")}
+        driver = os.path.join(src, "list_driver.py")
+        writer_lines = {line_with(driver, "shared.append("), line_with(driver, "shared.pop(")}
+        for i in range(3):
+            out = os.path.join(work, "buggy%d" % i)
+            r = ftsan_run([PYTHON, driver, "list_items_buggy"], out, env={"PYTHONPATH": work})
+            self.assertEqual(r.returncode, 66, r.stderr)
+            rep = report_json(out)
+            seen = set()
+            for f in rep["findings"]:
+                self.assertEqual(f["kind"], "data-race")
+                self.assertEqual(f["location"]["type"], "list")
+                self.assertEqual(f["location"]["what"], "list items: PyList_GET_ITEM during a mutation")
+                reader = [a for a in f["accesses"] if not a["write"]][0]
+                self.assertEqual(os.path.basename(reader["stack"][0]["file"]), "list_items_buggy.c")
+                seen.add(reader["stack"][0]["line"])
+                self.assertEqual(reader["python_stack"][0]["function"], "reader")
+                writer = [a for a in f["accesses"] if a["write"]][0]
+                self.assertEqual(writer["python_stack"][0]["function"], "writer")
+                self.assertIn(writer["python_stack"][0]["line"], writer_lines)
+            self.assertEqual(seen, read_lines)
+            out = os.path.join(work, "fixed%d" % i)
+            r = ftsan_run([PYTHON, driver, "list_items_fixed"], out, env={"PYTHONPATH": work})
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(report_json(out)["findings"], [])
+
+
 class TestSuites(unittest.TestCase):
     """A test suite run under ftsan: the Python stacks name the test functions. Debian's
     pure-Python pytest (python3-pytest, installed by the set-up) runs on python3.13t when its
