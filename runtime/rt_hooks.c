@@ -20,6 +20,7 @@
 #include "rt_clock.h"
 #include "rt_contention.h"
 #include "rt_heap.h"
+#include "rt_observe.h"
 #include "rt_shadow.h"
 
 #define PY_LOCK_ACQUIRED 1
@@ -41,8 +42,6 @@ static void hook_new_reference(void *op) {
   orig_new_reference(op);
   ftsan__contention_object_created(op);
 }
-static int (*orig_insertdict)(void *interp, void *mp, void *key, intptr_t hash, void *value);
-static void (*orig_delitem_common)(void *mp, intptr_t hash, intptr_t ix, void *old, uint64_t version);
 
 
 /* Importing a module decides here whether the GIL must be enabled for it. */
@@ -83,54 +82,33 @@ static void container_mutation(void *op, uintptr_t field, uint64_t pc) {
   ftsan__release(t, m);
 }
 
-#define CALLER ((uint64_t)(uintptr_t)__builtin_return_address(0))
-
-static int hook_insertdict(void *interp, void *mp, void *key, intptr_t hash, void *value) {
-  container_mutation(mp, DICT_CONTENTS_OFFSET, CALLER);
-  return orig_insertdict(interp, mp, key, hash, value);
+/* The hooks are observer thunks (rt_observe.h): they need only the container, and the
+ * functions are static ones whose signatures may change between releases. */
+__attribute__((visibility("hidden"))) void ftsan__observe_dict(void *mp, uint64_t caller) {
+  container_mutation(mp, DICT_CONTENTS_OFFSET, caller);
+}
+__attribute__((visibility("hidden"))) void ftsan__observe_list(void *op, uint64_t caller) {
+  container_mutation(op, LIST_CONTENTS_OFFSET, caller);
 }
 
-static void hook_delitem_common(void *mp, intptr_t hash, intptr_t ix, void *old, uint64_t version) {
-  container_mutation(mp, DICT_CONTENTS_OFFSET, CALLER);
-  orig_delitem_common(mp, hash, ix, old, version);
-}
+/* insertdict(interp, mp, key, hash, value) and delitem_common(mp, hash, ix, old, version). */
+__attribute__((visibility("hidden"))) void *ftsan__orig_insertdict, *ftsan__orig_delitem_common;
+FTSAN_OBSERVER_THUNK(ftsan__hook_insertdict, ftsan__observe_dict, ftsan__orig_insertdict, "rsi");
+FTSAN_OBSERVER_THUNK(ftsan__hook_delitem_common, ftsan__observe_dict, ftsan__orig_delitem_common, "rdi");
 
-/* The list's mutators in Objects/listobject.c (3.13): every change of size goes through
- * list_resize (append past the allocation, insert, extend, pop, del) or list_clear_impl;
- * items are replaced in list_ass_item_lock_held / list_ass_slice_lock_held and reordered by
- * sort and reverse. (The eval loop's inline fast paths, an append into spare capacity and
- * a specialized lst[i] = v, call none of them and stay invisible.) */
-static int (*orig_list_resize)(void *self, intptr_t newsize);
-static void (*orig_list_clear_impl)(void *self, _Bool is_resize);
-static int (*orig_list_ass_item)(void *a, intptr_t i, void *v);
-static int (*orig_list_ass_slice)(void *a, intptr_t ilow, intptr_t ihigh, void *v);
-static void *(*orig_list_sort_impl)(void *self, void *keyfunc, int reverse);
-static void *(*orig_list_reverse)(void *self, void *unused);
-
-static int hook_list_resize(void *self, intptr_t newsize) {
-  container_mutation(self, LIST_CONTENTS_OFFSET, CALLER);
-  return orig_list_resize(self, newsize);
-}
-static void hook_list_clear_impl(void *self, _Bool is_resize) {
-  container_mutation(self, LIST_CONTENTS_OFFSET, CALLER);
-  orig_list_clear_impl(self, is_resize);
-}
-static int hook_list_ass_item(void *a, intptr_t i, void *v) {
-  container_mutation(a, LIST_CONTENTS_OFFSET, CALLER);
-  return orig_list_ass_item(a, i, v);
-}
-static int hook_list_ass_slice(void *a, intptr_t ilow, intptr_t ihigh, void *v) {
-  container_mutation(a, LIST_CONTENTS_OFFSET, CALLER);
-  return orig_list_ass_slice(a, ilow, ihigh, v);
-}
-static void *hook_list_sort_impl(void *self, void *keyfunc, int reverse) {
-  container_mutation(self, LIST_CONTENTS_OFFSET, CALLER);
-  return orig_list_sort_impl(self, keyfunc, reverse);
-}
-static void *hook_list_reverse(void *self, void *unused) {
-  container_mutation(self, LIST_CONTENTS_OFFSET, CALLER);
-  return orig_list_reverse(self, unused);
-}
+/* The list's mutators in Objects/listobject.c (3.13), each with the list first: every change
+ * of size goes through list_resize (append past the allocation, insert, extend, pop, del) or
+ * list_clear_impl; items are replaced in list_ass_item_lock_held / list_ass_slice_lock_held
+ * and reordered by list_sort_impl and list_reverse. (The eval loop's inline fast paths, an
+ * append into spare capacity and a specialized lst[i] = v, call none of them and stay
+ * invisible.) */
+#define LIST_HOOKS(X)                                                                            \
+  X(list_resize) X(list_clear_impl) X(list_ass_item_lock_held) X(list_ass_slice_lock_held)      \
+  X(list_sort_impl) X(list_reverse)
+#define DEFINE_LIST_HOOK(fn)                                                                     \
+  __attribute__((visibility("hidden"))) void *ftsan__orig_##fn;                                  \
+  FTSAN_OBSERVER_THUNK(ftsan__hook_##fn, ftsan__observe_list, ftsan__orig_##fn, "rdi");
+LIST_HOOKS(DEFINE_LIST_HOOK)
 
 static int hook_mutex_lock_timed(void *m, long long timeout, int flags) {
   /* threading.Lock: contended when the lock bit is already set as we arrive. */
@@ -293,17 +271,13 @@ void ftsan__hooks_init(void) {
     ftsan_elf_lookup_end();
     return;
   }
-  install("insertdict", (void *)hook_insertdict, (void **)&orig_insertdict,
+  install("insertdict", (void *)ftsan__hook_insertdict, &ftsan__orig_insertdict,
           "dict insertions racing with PyDict_Next");
-  install("delitem_common", (void *)hook_delitem_common, (void **)&orig_delitem_common,
+  install("delitem_common", (void *)ftsan__hook_delitem_common, &ftsan__orig_delitem_common,
           "dict deletions racing with PyDict_Next");
-  static const char list_what[] = "list mutations racing with PyList_GET_ITEM loops";
-  install("list_resize", (void *)hook_list_resize, (void **)&orig_list_resize, list_what);
-  install("list_clear_impl", (void *)hook_list_clear_impl, (void **)&orig_list_clear_impl, list_what);
-  install("list_ass_item_lock_held", (void *)hook_list_ass_item, (void **)&orig_list_ass_item, list_what);
-  install("list_ass_slice_lock_held", (void *)hook_list_ass_slice, (void **)&orig_list_ass_slice, list_what);
-  install("list_sort_impl", (void *)hook_list_sort_impl, (void **)&orig_list_sort_impl, list_what);
-  install("list_reverse", (void *)hook_list_reverse, (void **)&orig_list_reverse, list_what);
+#define INSTALL_LIST_HOOK(fn)                                                                    \
+  install(#fn, (void *)ftsan__hook_##fn, &ftsan__orig_##fn, "list mutations racing with PyList_GET_ITEM loops");
+  LIST_HOOKS(INSTALL_LIST_HOOK)
   ftsan_elf_sym us;
   if (ftsan_elf_lookup_in("", "mi_usable_size", &us) == 0) {
     mi_usable_size_fn = (size_t (*)(const void *))us.addr;

@@ -10,6 +10,7 @@
 #include "check.h"
 #include "elf_lookup.h"
 #include "patch.h"
+#include "rt_observe.h"
 
 typedef int (*int_fn)(int);
 
@@ -362,6 +363,48 @@ TEST(elf_missing_and_batch) {
             "no defined function of that name in any loaded object");
 }
 
+/* ---- observer thunks (rt_observe.h) -------------------------------------------------------- */
+__attribute__((noinline, used)) double obs_target(long a, long b, long c, long d, long e, long f, double x0,
+                                                  double x1, double x2, double x3, double x4, double x5,
+                                                  double x6, double x7) {
+  return (double)(a + 2 * b + 3 * c + 4 * d + 5 * e + 6 * f) + x0 + 2 * x1 + 3 * x2 + 4 * x3 + 5 * x4 +
+         6 * x5 + 7 * x6 + 8 * x7;
+}
+__attribute__((visibility("hidden"))) void *obs_orig;
+static void *obs_seen_object;
+static uint64_t obs_seen_caller;
+static volatile double obs_sink;
+/* Clobbers what it may: integer and SSE scratch registers, a libc call. */
+__attribute__((visibility("hidden"), noinline)) void obs_observer(void *object, uint64_t caller) {
+  char buf[256];
+  memset(buf, 0x5a, sizeof buf);
+  double acc = 0;
+  for (int i = 0; i < 16; i++) acc += buf[i] * 1.5 + i;
+  obs_sink = acc;
+  obs_seen_object = object;
+  obs_seen_caller = caller;
+}
+FTSAN_OBSERVER_THUNK(obs_thunk, obs_observer, obs_orig, "rsi");
+
+__attribute__((noinline)) static double call_obs_target(void) {
+  double (*volatile fn)(long, long, long, long, long, long, double, double, double, double, double, double,
+                        double, double) = obs_target;
+  double r = fn(1, 2, 3, 4, 5, 6, 0.5, 1.5, 2.5, 3.5, 4.5, 5.5, 6.5, 7.5);
+  obs_sink = r; /* not a tail call: the return address stays in this function */
+  return r;
+}
+
+TEST(observer_thunk_passes_every_argument_through) {
+  double expect = call_obs_target();
+  CHECK_EQ(patch_sym("obs_target", (void *)obs_thunk, &obs_orig), FTSAN_PATCH_OK);
+  double got = call_obs_target();
+  CHECK(got == expect);
+  CHECK_EQ((uintptr_t)obs_seen_object, 2); /* the second argument, as asked for with "rsi" */
+  /* the caller is the instruction after the call in call_obs_target */
+  CHECK(obs_seen_caller > (uint64_t)(uintptr_t)call_obs_target &&
+        obs_seen_caller < (uint64_t)(uintptr_t)call_obs_target + 256);
+}
+
 int main(void) {
   RUN(elf_global_of_test_binary);
   RUN(elf_static_function);
@@ -369,6 +412,7 @@ int main(void) {
   RUN(elf_libc_function);
   RUN(elf_missing_and_batch);
   RUN(plain_prologue);
+  RUN(observer_thunk_passes_every_argument_through);
   RUN(already_patched);
   RUN(riprel_load);
   RUN(riprel_cmp_with_imm);
