@@ -17,6 +17,8 @@
 
 #include "ftsan_abi.h"
 
+#include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/SmallPtrSet.h"
 #include "llvm/ADT/SmallVector.h"
 #include "llvm/ADT/StringMap.h"
 #include "llvm/ADT/StringSet.h"
@@ -191,6 +193,7 @@ private:
   void initialize(Module &M);
   bool instrumentFunction(Function &F);
   bool isIgnoredAccess(Instruction *I, Value *Addr);
+  static void findReadsBeforeWrites(Function &F, SmallPtrSetImpl<Instruction *> &Skip);
   void instrumentPlain(Instruction *I, Value *Addr, Type *Ty, bool IsWrite);
   void instrumentAtomic(Instruction *I, Value *Addr, Type *Ty, AtomicOrdering O, unsigned Op);
 
@@ -287,6 +290,37 @@ bool FtsanInstrumentPass::isIgnoredAccess(Instruction *I, Value *Addr) {
   return false;
 }
 
+// A plain load from an address that the same basic block later stores to, with no call in
+// between, need not be checked: the store's check finds every race the load's would (a
+// remote write races with both; a remote read races with the store alone), at the same
+// address and size, and the block cannot leave between the two. (ThreadSanitizer's pass
+// drops the same loads.) Only the very same pointer value counts: no alias analysis.
+void FtsanInstrumentPass::findReadsBeforeWrites(Function &F, SmallPtrSetImpl<Instruction *> &Skip) {
+  const DataLayout &DL = F.getParent()->getDataLayout();
+  SmallDenseMap<Value *, uint64_t, 8> WrittenLater; // pointer -> bytes stored through it
+  for (BasicBlock &BB : F) {
+    WrittenLater.clear();
+    for (Instruction &I : reverse(BB)) {
+      if (auto *SI = dyn_cast<StoreInst>(&I)) {
+        if (!SI->isAtomic() && !SI->isVolatile() && !SI->getMetadata(kRefcountMD))
+          WrittenLater[SI->getPointerOperand()] =
+              DL.getTypeStoreSize(SI->getValueOperand()->getType()).getKnownMinValue();
+      } else if (auto *LI = dyn_cast<LoadInst>(&I)) {
+        if (LI->isAtomic() || LI->isVolatile())
+          continue;
+        auto It = WrittenLater.find(LI->getPointerOperand());
+        if (It != WrittenLater.end() && !DL.getTypeStoreSize(LI->getType()).isScalable() &&
+            It->second == DL.getTypeStoreSize(LI->getType()).getFixedValue())
+          Skip.insert(LI);
+      } else if (isa<CallBase>(I) && !isa<DbgInfoIntrinsic>(I)) {
+        WrittenLater.clear(); // a call may synchronize, or not return
+      } else if (I.isAtomic() || isa<FenceInst>(I)) {
+        WrittenLater.clear();
+      }
+    }
+  }
+}
+
 void FtsanInstrumentPass::instrumentPlain(Instruction *I, Value *Addr, Type *Ty, bool IsWrite) {
   const DataLayout &DL = I->getModule()->getDataLayout();
   TypeSize TS = DL.getTypeStoreSize(Ty);
@@ -366,10 +400,13 @@ bool FtsanInstrumentPass::instrumentFunction(Function &F) {
     }
   }
 
+  SmallPtrSet<Instruction *, 16> ReadsBeforeWrites;
+  findReadsBeforeWrites(F, ReadsBeforeWrites);
+
   bool Changed = false;
   for (Instruction *I : Accesses) {
     if (auto *LI = dyn_cast<LoadInst>(I)) {
-      if (isIgnoredAccess(I, LI->getPointerOperand()))
+      if (ReadsBeforeWrites.contains(I) || isIgnoredAccess(I, LI->getPointerOperand()))
         continue;
       if (LI->isAtomic()) {
         if (ClInstrumentAtomics)

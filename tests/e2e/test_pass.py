@@ -101,6 +101,21 @@ class PassApplied(unittest.TestCase):
             body = calls(function_body(ir(code, opt, self.work), "both"))
             self.assertIn("__ftsan_write8", body, opt)
 
+    def test_read_before_write_in_one_block_is_checked_once(self):
+        """A load that the same block stores back to, with no call in between, is covered
+        by the store's check; a call in between keeps both (it may synchronize)."""
+        code = ("long rmw_g, rmw_h;\nvoid ext(void);\n"
+                "void rmw(long k) { rmw_g += k; }\n"
+                "long call_between(long k) { long v = rmw_h; ext(); rmw_h = v + k; return v; }\n")
+        for opt in ("-O0", "-O2"):
+            text = ir(code, opt, self.work)
+            body = calls(function_body(text, "rmw"))
+            self.assertIn("__ftsan_write8", body, opt)
+            self.assertNotIn("__ftsan_read8", body, opt)
+            body = calls(function_body(text, "call_between"))
+            self.assertIn("__ftsan_read8", body, opt)
+            self.assertIn("__ftsan_write8", body, opt)
+
     def test_sync_calls_are_redirected(self):
         for opt in ("-O0", "-O2"):
             text = ir(SYNC, opt, self.work)
