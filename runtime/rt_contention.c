@@ -32,6 +32,7 @@ typedef struct contention_state {
   rc_slot *rc;
   lk_slot *lk;
   rc_slot *last;                 /* the slot counted last */
+  int32_t interp_countdown;      /* interpreter decrefs until the next sampled one */
   uintptr_t memo_frame, memo_ip; /* the last frame state python_site resolved ... */
   uint64_t memo_id;              /* ... and its site */
   uintptr_t cmemo_frame, cmemo_ip; /* the same memo for creation sites */
@@ -135,7 +136,7 @@ static uint64_t python_site(contention_state *s) {
   if (frame == s->memo_frame && ip == s->memo_ip) return s->memo_id;
   uintptr_t code;
   int offset;
-  if (!ftsan__python_frame(&code, &offset)) return 0;
+  if (!ftsan__python_frame_from(frame, &code, &offset)) return 0;
   pysite_cache_entry *c = &s->pysites[hash3(code, (uint64_t)offset, 0) & (PYSITE_CACHE - 1)];
   if (c->code == code && c->offset == offset) {
     s->memo_frame = frame;
@@ -154,6 +155,7 @@ static uint64_t python_site(contention_state *s) {
 }
 
 static int32_t rc_period = 1; /* written once at init: ftsan__opt.refcount_sample */
+static int32_t interp_period = 1; /* written once at init */
 
 void ftsan__contention_init(void) {
   alloc_table = ftsan__map(sizeof(uint64_t[2]) * ALLOC_TABLE);
@@ -162,6 +164,10 @@ void ftsan__contention_init(void) {
    * fixed pattern (an incref here, a decref there) are all sampled in turn */
   if (n <= 0) n = ftsan__race_on ? 1 : 17;
   rc_period = n;
+  /* The interpreter's own shared decrefs (the _Py_DecRefShared patch) are counted in full
+   * in contention mode, where they are the point; race mode samples them 1 in 17, weighted
+   * (their Python-line attribution was a fifth of a lock-heavy Python workload's time). */
+  interp_period = ftsan__opt.refcount_sample > 0 ? ftsan__opt.refcount_sample : ftsan__race_on ? 17 : 1;
 }
 
 static void count_refcount(contention_state *s, uint64_t object, uint64_t type, uint64_t site,
@@ -228,18 +234,22 @@ FTSAN_EXPORT uint32_t __ftsan_refcount(void *op, uint32_t kind) {
 /* From the _Py_DecRefShared patch: a decref by a thread that does not own op, anywhere in
  * the process. Calls from instrumented code were already counted at their call site. */
 void ftsan__contention_decref_shared(void *op, uint64_t caller) {
-  (void)caller; /* the patch checked it: not instrumented code */
   if (!op || !ftsan__contention_on) return;
   ftsan_thread *t = ftsan__thread();
   if (t->ignore) return;
   contention_state *s = state(t);
   if (!s) return;
+  if (--s->interp_countdown > 0) return;
+  s->interp_countdown = interp_period;
+  /* Decrefs of instrumented code were counted at their call site already (a sample that
+   * lands on one is dropped; the interpreter's own are sampled evenly all the same). */
+  if (ftsan__modules_is_instrumented(caller)) return;
   t->ignore++; /* resolving a Python line may call into the interpreter */
   uint64_t site = python_site(s);
   t->ignore--;
   const char *o = op;
   uint32_t flags = classify(o, FTSAN_RCF_DECREF | FTSAN_RCF_INTERP) | (site ? FTSAN_RCF_PYSITE : 0);
-  count_refcount(s, (uint64_t)(uintptr_t)op, *(const uint64_t *)(o + 24), site, flags, 1);
+  count_refcount(s, (uint64_t)(uintptr_t)op, *(const uint64_t *)(o + 24), site, flags, (uint64_t)interp_period);
 }
 
 void ftsan__contention_set_sync_site(uint64_t pc) { sync_site = pc; }
@@ -269,7 +279,7 @@ void ftsan__contention_object_created(void *op) {
     uintptr_t code;
     int offset;
     t->ignore++;
-    site = ftsan__python_frame_outside_imports(&code, &offset) ? ftsan__pysite(code, offset) : 0;
+    site = ftsan__python_frame_outside_imports(frame, &code, &offset) ? ftsan__pysite(code, offset) : 0;
     t->ignore--;
     s->cmemo_frame = frame;
     s->cmemo_ip = ip;

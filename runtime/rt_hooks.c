@@ -154,8 +154,7 @@ FTSAN_EXPORT void __ftsan__Py_DecRefShared(void *op) {
 
 static void hook_decref_shared(void *op) {
   uint64_t caller = (uint64_t)(uintptr_t)__builtin_return_address(0);
-  /* Decrefs of instrumented code were counted at their call site already. */
-  if (!ftsan__modules_is_instrumented(caller)) ftsan__contention_decref_shared(op, caller);
+  ftsan__contention_decref_shared(op, caller);
   orig_decref_shared(op);
 }
 

@@ -186,8 +186,10 @@ void ftsan__python_init(void);
 int ftsan__python_frame(uintptr_t *code, int *offset);
 /* The current frame and instruction pointer of the calling thread (a memo key). */
 int ftsan__python_frame_key(uintptr_t *frame, uintptr_t *ip);
-/* The innermost frame outside the import machinery. */
-int ftsan__python_frame_outside_imports(uintptr_t *code, int *offset);
+/* The innermost Python frame at or outside frame (from ftsan__python_frame_key). */
+int ftsan__python_frame_from(uintptr_t frame, uintptr_t *code, int *offset);
+/* The innermost frame outside the import machinery, from frame outwards. */
+int ftsan__python_frame_outside_imports(uintptr_t frame, uintptr_t *code, int *offset);
 /* The calling thread's Python frames, innermost first; returns how many. */
 int ftsan__python_stack(uintptr_t *codes, int *offsets, int max);
 /* The id of a Python line (rt_pysite.c), written to the trace the first time. */

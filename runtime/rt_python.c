@@ -153,17 +153,43 @@ int ftsan__python_frame_key(uintptr_t *frame, uintptr_t *ip) {
   return 1;
 }
 
+int ftsan__python_frame_from(uintptr_t frame, uintptr_t *code, int *offset) {
+  if (frames_ok != 1) return 0;
+  return ftsan_pylayout_walk(&layout, (const char *)frame, code_type, code, offset, 1);
+}
+
+/* Whether a code object belongs to the import machinery (<frozen importlib...>), memoized
+ * per code object and its filename object: the question is asked for each new object the
+ * interpreter creates (the _Py_NewReference patch). Racy slots are harmless: a torn or
+ * stale entry only costs a recomputation, since both words must match. */
+#define IMPORT_MEMO 1024
+static uintptr_t import_memo[IMPORT_MEMO][2]; /* code, filename | is_import bit */
+
+static int is_import_code(uintptr_t code) {
+  uintptr_t fname = *(const uintptr_t *)(code + layout.co_filename);
+  uintptr_t *slot = import_memo[((uint64_t)code * 0x9E3779B97F4A7C15ull) >> (64 - 10)];
+  uintptr_t c = __atomic_load_n(&slot[0], __ATOMIC_RELAXED), v = __atomic_load_n(&slot[1], __ATOMIC_RELAXED);
+  if (c == code && (v & ~(uintptr_t)1) == fname) return (int)(v & 1);
+  const char *fn = unicode_utf8((void *)fname);
+  int imp = fn && (!strncmp(fn, "<frozen importlib", 17) || strstr(fn, "/importlib/"));
+  __atomic_store_n(&slot[0], 0, __ATOMIC_RELAXED);
+  __atomic_store_n(&slot[1], fname | (uintptr_t)imp, __ATOMIC_RELAXED);
+  __atomic_store_n(&slot[0], code, __ATOMIC_RELAXED);
+  return imp;
+}
+
 /* The innermost frame that is not import machinery (<frozen importlib...>): objects a C
  * extension creates while it is imported are created "at" the import statement. */
-int ftsan__python_frame_outside_imports(uintptr_t *code, int *offset) {
-  uintptr_t codes[16];
-  int offsets[16];
-  int n = ftsan__python_stack(codes, offsets, 16);
-  for (int i = 0; i < n; i++) {
-    const char *fn = unicode_utf8(*(void **)(codes[i] + layout.co_filename));
-    if (fn && (!strncmp(fn, "<frozen importlib", 17) || strstr(fn, "/importlib/"))) continue;
-    *code = codes[i];
-    *offset = offsets[i];
+int ftsan__python_frame_outside_imports(uintptr_t frame, uintptr_t *code, int *offset) {
+  if (frames_ok != 1) return 0;
+  const char *f = (const char *)frame;
+  for (int depth = 0; f && depth < 64; depth++, f = ftsan_pylayout_previous(&layout, f)) {
+    uintptr_t co = ftsan_pylayout_frame_code(&layout, f, code_type);
+    if (!co || is_import_code(co)) continue;
+    int off = ftsan_pylayout_frame_offset(&layout, f, co);
+    if (off < 0) return 0;
+    *code = co;
+    *offset = off;
     return 1;
   }
   return 0;
