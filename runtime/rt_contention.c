@@ -125,8 +125,19 @@ static void write_type(uint64_t type) {
   ftsan__trace_write(buf, size);
 }
 
-/* The id of the Python line now running in this thread, 0 if none; per-thread cache in
- * front of the global interning in rt_pysite.c. */
+/* The id of a Python line: a per-thread cache in front of the global interning (and its
+ * lock) in rt_pysite.c. */
+static uint64_t cached_pysite(contention_state *s, uintptr_t code, int offset) {
+  pysite_cache_entry *c = &s->pysites[hash3(code, (uint64_t)offset, 0) & (PYSITE_CACHE - 1)];
+  if (c->code == code && c->offset == offset) return c->id;
+  uint64_t id = ftsan__pysite(code, offset);
+  c->code = code;
+  c->offset = offset;
+  c->id = id;
+  return id;
+}
+
+/* The id of the Python line now running in this thread, 0 if none. */
 static uint64_t python_site(contention_state *s) {
   /* Loops decref at the same instruction again and again: a one-entry memo on the frame
    * and its instruction pointer avoids walking the frames (measured: the walk was 6% of a
@@ -137,17 +148,7 @@ static uint64_t python_site(contention_state *s) {
   uintptr_t code;
   int offset;
   if (!ftsan__python_frame_from(frame, &code, &offset)) return 0;
-  pysite_cache_entry *c = &s->pysites[hash3(code, (uint64_t)offset, 0) & (PYSITE_CACHE - 1)];
-  if (c->code == code && c->offset == offset) {
-    s->memo_frame = frame;
-    s->memo_ip = ip;
-    s->memo_id = c->id;
-    return c->id;
-  }
-  uint64_t id = ftsan__pysite(code, offset);
-  c->code = code;
-  c->offset = offset;
-  c->id = id;
+  uint64_t id = cached_pysite(s, code, offset);
   s->memo_frame = frame;
   s->memo_ip = ip;
   s->memo_id = id;
@@ -279,7 +280,7 @@ void ftsan__contention_object_created(void *op) {
     uintptr_t code;
     int offset;
     t->ignore++;
-    site = ftsan__python_frame_outside_imports(frame, &code, &offset) ? ftsan__pysite(code, offset) : 0;
+    site = ftsan__python_frame_outside_imports(frame, &code, &offset) ? cached_pysite(s, code, offset) : 0;
     t->ignore--;
     s->cmemo_frame = frame;
     s->cmemo_ip = ip;
