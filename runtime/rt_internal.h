@@ -196,6 +196,10 @@ int ftsan__python_stack(uintptr_t *codes, int *offsets, int max);
 uint64_t ftsan__pysite(uintptr_t code, int offset);
 /* The calling thread's Python stack as PYSITE ids, innermost first; returns how many. */
 uint32_t ftsan__python_stack_ids(uint64_t *ids, uint32_t max);
+/* Around the runtime's own calls into the interpreter: the pending exception set aside and
+ * put back (any exception those calls raised is dropped). */
+void *ftsan__python_err_save(void);
+void ftsan__python_err_restore(void *exc);
 /* Called in the thread that runs Thread.start(): the started Thread's name. */
 int ftsan__python_thread_name(char *name, size_t n);
 /* code still looks like a live code object (checked with safe reads). */

@@ -112,6 +112,27 @@ int ftsan__python_resolve(uintptr_t code, int offset, char *file, size_t file_n,
   return 1;
 }
 
+/* The runtime calls into the interpreter from hooks that may run while an exception is
+ * pending (an import that fails because warnings are errors returns -1 through the GIL
+ * check the runtime patches): such calls must neither see nor lose it. Set aside the
+ * pending exception, if any, and put it back afterwards. */
+void *ftsan__python_err_save(void) {
+  static void *(*get_raised)(void);
+  if (!get_raised) *(void **)&get_raised = dlsym(RTLD_DEFAULT, "PyErr_GetRaisedException");
+  return get_raised ? get_raised() : NULL;
+}
+
+void ftsan__python_err_restore(void *exc) {
+  static void (*set_raised)(void *);
+  static void (*clear)(void);
+  if (!set_raised) {
+    *(void **)&set_raised = dlsym(RTLD_DEFAULT, "PyErr_SetRaisedException");
+    *(void **)&clear = dlsym(RTLD_DEFAULT, "PyErr_Clear");
+  }
+  if (clear) clear(); /* what the runtime's own calls left behind */
+  if (exc && set_raised) set_raised(exc); /* steals the reference */
+}
+
 /* threading.Thread.start() is on the calling thread's Python stack when it creates the OS
  * thread: its first local is the Thread, whose _name is the name users gave it. */
 int ftsan__python_thread_name(char *name, size_t n) {
@@ -127,15 +148,12 @@ int ftsan__python_thread_name(char *name, size_t n) {
     uintptr_t self_bits = *(const uintptr_t *)(f + layout.if_localsplus);
     void *self = (void *)(layout.executable_tagged ? self_bits & ~(uintptr_t)7 : self_bits);
     if (!self) return 0;
+    void *exc = ftsan__python_err_save();
     void *nm = getattr_string(self, "_name");
-    if (!nm) {
-      err_clear();
-      return 0;
-    }
-    const char *s = unicode_utf8(nm);
+    const char *s = nm ? unicode_utf8(nm) : NULL;
     if (s) snprintf(name, n, "%s", s);
-    else err_clear();
-    py_decref(nm);
+    if (nm) py_decref(nm);
+    ftsan__python_err_restore(exc);
     return s != NULL;
   }
   return 0;

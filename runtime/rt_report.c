@@ -218,16 +218,16 @@ void ftsan__report_gil_enabled(void *module, void *name) {
   static const char *(*utf8)(void *);
   static void *(*get_filename)(void *);
   static void (*decref)(void *);
-  static void (*err_clear)(void);
   if (!utf8) {
     *(void **)&utf8 = dlsym(RTLD_DEFAULT, "PyUnicode_AsUTF8");
     *(void **)&get_filename = dlsym(RTLD_DEFAULT, "PyModule_GetFilenameObject");
     *(void **)&decref = dlsym(RTLD_DEFAULT, "Py_DecRef");
-    *(void **)&err_clear = dlsym(RTLD_DEFAULT, "PyErr_Clear");
   }
-  if (!utf8 || !get_filename || !decref || !err_clear) return;
+  if (!utf8 || !get_filename || !decref) return;
   ftsan_thread *t = ftsan__thread();
   t->ignore++;
+  /* The import may be failing right now (warnings turned into errors): keep its exception. */
+  void *exc = ftsan__python_err_save();
   char mod[256] = "?", file[512] = "";
   const char *s = name ? utf8(name) : NULL;
   if (s) snprintf(mod, sizeof mod, "%s", s);
@@ -237,7 +237,7 @@ void ftsan__report_gil_enabled(void *module, void *name) {
     if (f) snprintf(file, sizeof file, "%s", f);
     decref(fobj);
   }
-  err_clear();
+  ftsan__python_err_restore(exc);
   uint64_t ids[MAX_PY];
   uint32_t nids = ftsan__python_stack_ids(ids, MAX_PY);
   size_t nl = strlen(mod) + 1, fl = strlen(file) + 1;

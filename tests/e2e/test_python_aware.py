@@ -51,6 +51,16 @@ class GilEnabled(unittest.TestCase):
         self.assertIn("SUMMARY: ftsan: gil-enabled module 'gil_required' imported at driver.py:7", text)
         self.assertIn("GIL ENABLED (races may be hidden)", text)
 
+    def test_import_failing_on_the_gil_warning_keeps_its_exception(self):
+        # with warnings as errors the import itself fails with the RuntimeWarning; the
+        # runtime's hook on that path must not swallow or replace the exception
+        code = ("try:\n    import gil_required\n"
+                "except RuntimeWarning as e:\n    print('raised', type(e).__name__, 'GIL' in str(e))\n")
+        out = os.path.join(self.work, "werror")
+        r = ftsan_run([PYTHON, "-W", "error::RuntimeWarning", "-c", code], out, env={"PYTHONPATH": self.work})
+        self.assertIn("raised RuntimeWarning True", r.stdout, r.stderr)
+        self.assertNotIn("SystemError", r.stderr)
+
     def test_module_declaring_py_mod_gil_is_clean(self):
         r, out = self.run_driver("gil_declared")
         self.assertEqual(r.returncode, 0, r.stderr)
