@@ -217,11 +217,17 @@ static int parse_race(const ftsan_trace *t, const ftsan_raw_record *rec, ftsan_s
   if (r.type_name_len)
     snprintf(f->type_name, sizeof f->type_name, "%.*s", (int)r.type_name_len,
              (const char *)(rec->data + sizeof r + 8ull * nstacks));
-  if (f->mem_kind == FTSAN_MEM_UNKNOWN) {
+  if (f->mem_kind == FTSAN_MEM_UNKNOWN || f->mem_kind == FTSAN_MEM_PYOBJECT) {
     const ftsan_module *m = ftsan_trace_module_for(t, f->addr);
     if (m && ftsan_symbolize_data(sym, m->path, f->addr - m->bias, &f->global)) {
       f->has_global = 1;
       f->global_module = m;
+      /* The runtime recognises a PyObject by its header; a static variable whose storage
+       * does not also hold that header (a static PyObject, a static type) is not one. */
+      uint64_t start = f->global.start + m->bias;
+      if (f->mem_kind == FTSAN_MEM_PYOBJECT &&
+          (f->object_addr < start || f->object_addr >= start + f->global.size))
+        f->mem_kind = FTSAN_MEM_UNKNOWN;
     }
   }
   /* Same finding = same kind and the same unordered pair of source locations. */

@@ -97,7 +97,7 @@ void ftsan__borrow_freed(void *p, size_t size) {
    * allocator has not reused the header's type field yet); checked with safe reads. */
   uint64_t tp = ftsan__pyobject_type(o);
   uintptr_t name = 0;
-  if (tp && ftsan__safe_read(&name, tp + 40, 8) == 0 && name) {
+  if (tp && ftsan__safe_read(&name, tp + FTSAN_PY_TP_NAME, 8) == 0 && name) {
     size_t k = 0;
     for (; k + 1 < sizeof f->type_name; k++)
       if (ftsan__safe_read(&f->type_name[k], name + k, 1) || !f->type_name[k]) break;

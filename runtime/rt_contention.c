@@ -108,9 +108,8 @@ static void write_type(uint64_t type) {
   }
   ftsan__spin_unlock(&seen_lock);
   if (!fresh) return;
-  /* PyTypeObject: tp_name at +40, tp_flags at +168 on free-threaded 64-bit builds. */
-  const char *name = *(const char *const *)(uintptr_t)(type + 40);
-  uint64_t tp_flags = *(const uint64_t *)(uintptr_t)(type + 168);
+  const char *name = *(const char *const *)(uintptr_t)(type + FTSAN_PY_TP_NAME);
+  uint64_t tp_flags = *(const uint64_t *)(uintptr_t)(type + FTSAN_PY_TP_FLAGS);
   char buf[sizeof(struct ftsan_rec_type) + 256 + 8];
   size_t len = name ? strnlen(name, 255) + 1 : 1;
   uint32_t size = (uint32_t)((sizeof(struct ftsan_rec_type) + len + 7) & ~7u);
@@ -119,7 +118,7 @@ static void write_type(uint64_t type) {
   r->h.kind = FTSAN_REC_TYPE;
   r->h.size = size;
   r->type = type;
-  r->flags = (tp_flags & (1ul << 9)) ? 0 : 1; /* Py_TPFLAGS_HEAPTYPE */
+  r->flags = (tp_flags & FTSAN_PY_TPFLAGS_HEAPTYPE) ? 0 : 1;
   r->name_len = (uint32_t)len;
   if (name) memcpy(buf + sizeof *r, name, len - 1);
   ftsan__trace_write(buf, size);

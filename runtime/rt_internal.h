@@ -177,6 +177,15 @@ FTSAN_ALWAYS_INLINE void ftsan__stats_add(ftsan_thread *t, uint64_t pc, uint32_t
 }
 
 /* ---- python (rt_python.c) ------------------------------------------------------------ */
+/* PyTypeObject on free-threaded 64-bit builds (3.13 and 3.14; checked with offsetof against
+ * the 3.13 headers): tp_name, tp_basicsize, tp_itemsize, tp_flags. */
+#define FTSAN_PY_TP_NAME 40
+#define FTSAN_PY_TP_BASICSIZE 48
+#define FTSAN_PY_TP_ITEMSIZE 56
+#define FTSAN_PY_TP_FLAGS 184
+#define FTSAN_PY_TPFLAGS_HEAPTYPE (1ull << 9)
+#define FTSAN_PY_TPFLAGS_READY (1ull << 12)
+#define FTSAN_PY_TPFLAGS_TYPE_SUBCLASS (1ull << 31)
 uint32_t ftsan__python_version(void);     /* PY_VERSION_HEX, 0 if not python */
 int ftsan__python_free_threaded(void);
 int ftsan__python_gil_enabled(void);      /* -1 unknown */

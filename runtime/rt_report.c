@@ -58,39 +58,40 @@ int ftsan__safe_read(void *dst, uintptr_t src, size_t n) {
 }
 #define safe_read ftsan__safe_read
 
+/* The type of the object whose header would be at c, or 0 when c does not look like one:
+ * ob_type (at +24) must be a ready type object, i.e. its own type is `type` or a metaclass
+ * (a type whose flags say it subclasses type). (Testing the metatype's type instead would
+ * accept every ordinary object: any pointer to an object stored at c + 24 would do.) */
 uint64_t ftsan__pyobject_type(uintptr_t c) {
   static uintptr_t type_type;
   if (!type_type) type_type = (uintptr_t)dlsym(RTLD_DEFAULT, "PyType_Type");
-  uintptr_t tp, meta, metameta;
+  uintptr_t tp, meta;
+  uint64_t tp_flags, meta_flags;
   if (!type_type || c < 4096) return 0;
   if (safe_read(&tp, c + 24, 8) || tp < 4096 || (tp & 7)) return 0;
   if (safe_read(&meta, tp + 24, 8) || meta < 4096 || (meta & 7)) return 0;
-  if (meta != type_type && (safe_read(&metameta, meta + 24, 8) || metameta != type_type)) return 0;
+  if (meta != type_type && (safe_read(&meta_flags, meta + FTSAN_PY_TP_FLAGS, 8) ||
+                            !(meta_flags & FTSAN_PY_TPFLAGS_TYPE_SUBCLASS)))
+    return 0;
+  if (safe_read(&tp_flags, tp + FTSAN_PY_TP_FLAGS, 8) || !(tp_flags & FTSAN_PY_TPFLAGS_READY)) return 0;
   return tp;
 }
 
-/* Looks for the PyObject that contains addr: walks back from addr for a header whose ob_type
- * is a type object (its metatype is `type` or a subclass of it) and whose tp_basicsize covers
- * addr. Free-threaded 64-bit layout: ob_type at +24; PyTypeObject: tp_name at +40,
- * tp_basicsize at +48, tp_itemsize at +56; PyVarObject: ob_size at +32. */
+/* Looks for the PyObject that contains addr: walks back from addr for a header (see
+ * ftsan__pyobject_type) whose size covers addr. PyVarObject: ob_size at +32. */
 static int find_pyobject(uintptr_t addr, uintptr_t *obj, uint64_t *size, char *name, size_t n) {
-  static uintptr_t type_type;
-  if (!type_type) type_type = (uintptr_t)dlsym(RTLD_DEFAULT, "PyType_Type");
-  if (!type_type) return 0;
   for (uintptr_t c = addr & ~(uintptr_t)7; c + 4096 > addr && c > 4096; c -= 8) {
-    uintptr_t tp, meta, metameta;
-    if (safe_read(&tp, c + 24, 8) || tp < 4096 || (tp & 7)) continue;
-    if (safe_read(&meta, tp + 24, 8) || meta < 4096 || (meta & 7)) continue;
-    if (meta != type_type && (safe_read(&metameta, meta + 24, 8) || metameta != type_type)) continue;
+    uintptr_t tp = (uintptr_t)ftsan__pyobject_type(c);
+    if (!tp) continue;
     int64_t basic, item, obsize = 0;
-    if (safe_read(&basic, tp + 48, 8) || safe_read(&item, tp + 56, 8)) continue;
-    if (basic < 32 || basic > (1 << 20)) continue;
-    if (item > 0 && safe_read(&obsize, c + 32, 8)) continue;
-    uint64_t extent = (uint64_t)basic + (item > 0 && obsize > 0 ? (uint64_t)item * (uint64_t)obsize : 0);
+    if (safe_read(&basic, tp + FTSAN_PY_TP_BASICSIZE, 8) || safe_read(&item, tp + FTSAN_PY_TP_ITEMSIZE, 8)) continue;
+    if (basic < 32 || basic > (1 << 20) || item < 0 || item > (1 << 16)) continue;
+    if (item > 0 && (safe_read(&obsize, c + 32, 8) || obsize < 0 || obsize > (1 << 28))) continue;
+    uint64_t extent = (uint64_t)basic + (uint64_t)item * (uint64_t)obsize;
     if (addr >= c + extent) return 0; /* the nearest header does not cover addr */
     uintptr_t tp_name;
     name[0] = 0;
-    if (safe_read(&tp_name, tp + 40, 8) == 0 && tp_name) {
+    if (safe_read(&tp_name, tp + FTSAN_PY_TP_NAME, 8) == 0 && tp_name) {
       size_t k = 0;
       for (; k + 1 < n; k++)
         if (safe_read(&name[k], tp_name + k, 1) || name[k] == 0) break;

@@ -147,6 +147,21 @@ class ReportDetails(unittest.TestCase):
         self.assertTrue(f["accesses"][0]["stack_complete"])
         self.assertTrue(any("python3" in os.path.basename(fr["module"]) for fr in f["accesses"][0]["stack"]))
 
+    def test_static_pointer_to_an_object_is_a_global_not_an_object(self):
+        # the static holds a pointer to an object: the memory 24 bytes before it looks like
+        # a PyObject header whose ob_type is that object, which is not a type
+        src = os.path.join(TESTDATA, "location")
+        build_extension(os.path.join(src, "static_object.c"), self.work)
+        for i in range(3):
+            out = os.path.join(self.work, "static_object%d" % i)
+            r = ftsan_run([PYTHON, os.path.join(src, "driver.py")], out, env={"PYTHONPATH": self.work})
+            self.assertEqual(r.returncode, 66, r.stderr)
+            findings = report_json(out)["findings"]
+            self.assertTrue(findings)
+            for f in findings:
+                self.assertEqual(f["location"]["kind"], "global", f["location"])
+                self.assertEqual(f["location"]["name"], "last_seen")
+
     def test_python_object_field_is_described(self):
         r, out = self.run_buggy("type_fields", "object")
         self.assertEqual(r.returncode, 66, r.stderr)
