@@ -25,7 +25,7 @@ typedef struct lk_slot {
   uint32_t flags, used;
   uint64_t waits, wait_ns, max_wait_ns;
 } lk_slot;
-typedef struct pysite_cache_entry { uintptr_t code; int offset; uint64_t id; } pysite_cache_entry;
+typedef struct pysite_cache_entry { uintptr_t code; int offset; uint64_t ident, id; } pysite_cache_entry;
 
 /* Per thread; the thread is the only writer, the flush at its end the only reader. */
 typedef struct contention_state {
@@ -128,10 +128,12 @@ static void write_type(uint64_t type) {
  * lock) in rt_pysite.c. */
 static uint64_t cached_pysite(contention_state *s, uintptr_t code, int offset) {
   pysite_cache_entry *c = &s->pysites[hash3(code, (uint64_t)offset, 0) & (PYSITE_CACHE - 1)];
-  if (c->code == code && c->offset == offset) return c->id;
+  uint64_t ident = ftsan__python_code_ident(code); /* a later code object at the same address */
+  if (c->code == code && c->offset == offset && c->ident == ident) return c->id;
   uint64_t id = ftsan__pysite(code, offset);
   c->code = code;
   c->offset = offset;
+  c->ident = ident;
   c->id = id;
   return id;
 }

@@ -201,6 +201,9 @@ int ftsan__python_frame_from(uintptr_t frame, uintptr_t *code, int *offset);
 int ftsan__python_frame_outside_imports(uintptr_t frame, uintptr_t *code, int *offset);
 /* The calling thread's Python frames, innermost first; returns how many. */
 int ftsan__python_stack(uintptr_t *codes, int *offsets, int max);
+/* What tells a code object from a later one at the same address (its filename and
+ * qualified-name objects); the code object must be alive. */
+uint64_t ftsan__python_code_ident(uintptr_t code);
 /* The id of a Python line (rt_pysite.c), written to the trace the first time. */
 uint64_t ftsan__pysite(uintptr_t code, int offset);
 /* The calling thread's Python stack as PYSITE ids, innermost first; returns how many. */

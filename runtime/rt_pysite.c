@@ -9,7 +9,8 @@
 #define TABLE (1u << 15)
 
 static ftsan_spin lock;
-static uint64_t (*table)[2]; /* key (code ^ offset << 48) -> id; guarded by lock */
+/* key (code ^ offset << 48), id, identity of the code object; guarded by lock */
+static uint64_t (*table)[3];
 static uint64_t next_id = 1; /* guarded by lock */
 
 static uint64_t hash(uint64_t a, uint64_t b) {
@@ -17,22 +18,27 @@ static uint64_t hash(uint64_t a, uint64_t b) {
   return h ^ (h >> 29);
 }
 
+/* A code object's address is reused once it is freed (a module's code after import, a
+ * lambda): an entry counts only if the code object there still has the same filename and
+ * qualified name objects, else the line is resolved again under a new id. */
 uint64_t ftsan__pysite(uintptr_t code, int offset) {
   uint64_t id = 0;
   int fresh = 0;
   uint64_t key = (uint64_t)code ^ ((uint64_t)(uint32_t)offset << 48);
+  uint64_t ident = ftsan__python_code_ident(code);
   ftsan__spin_lock(&lock);
-  if (!table) table = ftsan__map(sizeof(uint64_t[2]) * TABLE);
+  if (!table) table = ftsan__map(sizeof(uint64_t[3]) * TABLE);
   if (table) {
     for (uint32_t i = 0; i < 64; i++) {
       uint64_t *slot = table[(hash(code, (uint64_t)offset) + i) & (TABLE - 1)];
-      if (slot[0] == key) {
+      if (slot[0] == key && slot[2] == ident) {
         id = slot[1];
         break;
       }
-      if (slot[0] == 0) {
+      if (slot[0] == 0 || slot[0] == key) { /* empty, or the same address's stale entry */
         slot[0] = key;
         slot[1] = id = next_id++;
+        slot[2] = ident;
         fresh = 1;
         break;
       }

@@ -171,6 +171,12 @@ int ftsan__python_frame_key(uintptr_t *frame, uintptr_t *ip) {
   return 1;
 }
 
+uint64_t ftsan__python_code_ident(uintptr_t code) {
+  if (frames_ok != 1) return 0;
+  uint64_t f = *(const uint64_t *)(code + layout.co_filename), q = *(const uint64_t *)(code + layout.co_qualname);
+  return f * 0x9E3779B97F4A7C15ull ^ q;
+}
+
 int ftsan__python_frame_from(uintptr_t frame, uintptr_t *code, int *offset) {
   if (frames_ok != 1) return 0;
   return ftsan_pylayout_walk(&layout, (const char *)frame, code_type, code, offset, 1);
