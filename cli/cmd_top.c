@@ -273,6 +273,9 @@ static int cmp_rows(const void *a, const void *b) {
 }
 
 static const char *kind_of(const row *r) {
+  /* A row by type or by site adds up many objects: immortal ones next to others is "mixed"
+   * (their shared operations are the others'). */
+  if (r->immortal && (r->shared || r->owner)) return "mixed";
   if (r->immortal) return "immortal";
   if (r->deferred) return "deferred";
   if (r->is_static) return "static";
