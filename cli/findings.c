@@ -162,6 +162,7 @@ const char *ftsan_finding_kind_name(uint32_t kind) {
   switch (kind) {
   case FTSAN_FINDING_DATA_RACE: return "data-race";
   case FTSAN_FINDING_USE_AFTER_FREE: return "use-after-free";
+  case FTSAN_FINDING_CS_INTERRUPTED: return "critical-section-interrupted";
   case FTSAN_FINDING_GIL_ENABLED: return "gil-enabled";
   default: return "unknown";
   }
@@ -536,8 +537,10 @@ void ftsan_finding_print_text(FILE *o, const ftsan_finding *f, ftsan_symbolizer 
     print_uaf_text(o, f);
     return;
   }
+  int interrupted = f->kind == FTSAN_FINDING_CS_INTERRUPTED;
   fprintf(o, "==================\n");
-  fprintf(o, "WARNING: ftsan: data race (pid=%u)\n", f->trace->header.pid);
+  fprintf(o, "WARNING: ftsan: %s (pid=%u)\n", interrupted ? "critical section interrupted" : "data race",
+          f->trace->header.pid);
   if (f->gil_enabled_in_process)
     fprintf(o, "  NOTE: the GIL was enabled in this process (see the gil-enabled finding): other races may be hidden\n");
   print_access_text(o, f, &f->cur, 0);
@@ -565,6 +568,15 @@ void ftsan_finding_print_text(FILE *o, const ftsan_finding *f, ftsan_symbolizer 
     print_stack_text(o, &f->alloc, TEXT_FRAMES);
   } else
     fprintf(o, "  Location is heap or stack memory at 0x%llx\n", (unsigned long long)f->addr);
+  if (interrupted)
+    fprintf(o, "  Thread T%u read this %s inside Py_BEGIN_CRITICAL_SECTION on it, then blocked inside the\n"
+               "  section (waited for a lock, slept, did I/O, or ran Python code that did): the interpreter\n"
+               "  suspended the section and released the lock, and thread T%u changed the %s meanwhile.\n"
+               "  What was read before the blocking call (a size, item pointers) is stale now. Do not call\n"
+               "  anything that can block inside the section, or re-read everything after such a call, or\n"
+               "  work on a copy made inside the section (PySequence_List, PyDict_Copy).\n",
+            f->cur.tid, f->type_name[0] ? f->type_name : "container", f->prev.tid,
+            f->type_name[0] ? f->type_name : "container");
   fprintf(o, "\n");
   print_thread_text(o, f, f->cur.tid, sym);
   fprintf(o, "\n");
@@ -572,7 +584,7 @@ void ftsan_finding_print_text(FILE *o, const ftsan_finding *f, ftsan_symbolizer 
     print_thread_text(o, f, f->prev.tid, sym);
     fprintf(o, "\n");
   }
-  print_summary(o, "data race", f);
+  print_summary(o, interrupted ? "critical section interrupted" : "data race", f);
   if (f->count > 1) fprintf(o, " (%d reports merged)", f->count);
   fprintf(o, "\n==================\n");
 }

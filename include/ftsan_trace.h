@@ -20,7 +20,7 @@
 
 #define FTSAN_TRACE_MAGIC "FTSANTRC"
 #define FTSAN_TRACE_MAJOR 1u
-#define FTSAN_TRACE_MINOR 0u
+#define FTSAN_TRACE_MINOR 1u
 #define FTSAN_TRACE_LITTLE_ENDIAN 1u
 
 struct ftsan_trace_header {
@@ -166,8 +166,15 @@ struct ftsan_rec_race {
    * uint64_t prev_py[prev_py_len]; char type_name[type_name_len] */
 };
 /* USE_AFTER_FREE: cur is the access, prev the free (its full stack, its Python stack), the
- * allocation-stack fields hold the borrowing call, object_* the dead object. */
-enum ftsan_finding_kind { FTSAN_FINDING_DATA_RACE = 1, FTSAN_FINDING_USE_AFTER_FREE = 2 };
+ * allocation-stack fields hold the borrowing call, object_* the dead object.
+ * CS_INTERRUPTED (minor 1): cur reads a list's or dict's contents inside a critical section
+ * on it; prev is another thread's change of them, made while that critical section was
+ * suspended (the reading thread blocked inside it). Laid out as a data race. */
+enum ftsan_finding_kind {
+  FTSAN_FINDING_DATA_RACE = 1,
+  FTSAN_FINDING_USE_AFTER_FREE = 2,
+  FTSAN_FINDING_CS_INTERRUPTED = 3,
+};
 enum ftsan_mem_kind {
   FTSAN_MEM_UNKNOWN = 0,    /* the CLI looks the address up in the module map (globals) */
   FTSAN_MEM_PYOBJECT = 1,   /* inside a Python object (type name recorded) */

@@ -15,6 +15,7 @@
 #define _GNU_SOURCE 1
 #include "rt_clock.h"
 #include "rt_contention.h"
+#include "rt_race.h"
 
 #include <dlfcn.h>
 
@@ -28,6 +29,7 @@ FTSAN_CAPI_WRAPPERS(DEFINE_REAL)
 
 /* Mutexes of the critical sections a thread holds, innermost last; per thread, no lock. */
 static FTSAN_TLS uintptr_t held[HELD_MAX];
+static FTSAN_TLS uint64_t held_since[HELD_MAX]; /* the thread's epoch when it entered */
 static FTSAN_TLS uint32_t nheld;
 
 void ftsan__capi_init(void) {
@@ -60,13 +62,18 @@ static ftsan_thread *sync_thread(uint64_t pc) {
     }                                                                                    \
   } while (0)
 
-static void held_push(uintptr_t m) {
-  if (nheld < HELD_MAX) held[nheld] = m;
+static void held_push(ftsan_thread *t, uintptr_t m) {
+  if (nheld < HELD_MAX) {
+    held[nheld] = m;
+    held_since[nheld] = t->epoch;
+  }
   nheld++;
 }
 
 static void held_pop(void) {
-  if (nheld > 0) nheld--;
+  if (nheld == 0) return;
+  nheld--;
+  if (nheld < HELD_MAX && ftsan__csguard_nwatch) ftsan__csguard_end(held[nheld]);
 }
 
 /* Before a call that may detach the thread: what the held sections did is published. */
@@ -84,14 +91,18 @@ static void resume_held(ftsan_thread *t) {
 /* Called from the entry patches on _PyCriticalSection_SuspendAll / _PyCriticalSection_Resume
  * (rt_hooks.c): the interpreter suspends a detaching thread's critical sections there, which
  * covers every way of blocking, not only the calls this file wraps. */
-void ftsan__cs_suspend(ftsan_thread *t) { suspend_held(t); }
+void ftsan__cs_suspend(ftsan_thread *t) {
+  uint32_t n = nheld < HELD_MAX ? nheld : HELD_MAX;
+  if (n) ftsan__csguard_suspended(t, held, held_since, n);
+  suspend_held(t);
+}
 void ftsan__cs_resume(ftsan_thread *t) { resume_held(t); }
 
 static void begin_locked(ftsan_thread *t, uintptr_t m) {
   if (!t) return;
   resume_held(t);
   if (m) ftsan__acquire(t, m);
-  held_push(m);
+  held_push(t, m);
 }
 
 FTSAN_EXPORT void __ftsan_PyCriticalSection_Begin(void *cs, void *op) {
@@ -123,8 +134,8 @@ FTSAN_EXPORT void __ftsan_PyCriticalSection2_Begin(void *cs, void *a, void *b) {
   uintptr_t ma = a ? (uintptr_t)a + OB_MUTEX_OFFSET : 0, mb = b ? (uintptr_t)b + OB_MUTEX_OFFSET : 0;
   if (ma) ftsan__acquire(t, ma);
   if (mb && mb != ma) ftsan__acquire(t, mb);
-  held_push(ma);
-  held_push(mb);
+  held_push(t, ma);
+  held_push(t, mb);
 }
 
 FTSAN_EXPORT void __ftsan_PyCriticalSection2_BeginMutex(void *cs, void *m1, void *m2) {
@@ -137,8 +148,8 @@ FTSAN_EXPORT void __ftsan_PyCriticalSection2_BeginMutex(void *cs, void *m1, void
   resume_held(t);
   if (m1) ftsan__acquire(t, (uintptr_t)m1);
   if (m2 && m2 != m1) ftsan__acquire(t, (uintptr_t)m2);
-  held_push((uintptr_t)m1);
-  held_push((uintptr_t)m2);
+  held_push(t, (uintptr_t)m1);
+  held_push(t, (uintptr_t)m2);
 }
 
 /* PyCriticalSection is {uintptr_t _cs_prev; PyMutex *_cs_mutex;}, PyCriticalSection2 adds

@@ -36,7 +36,10 @@ FTSAN_NOINLINE void ftsan__check_granule_slow(ftsan_thread *t, uint64_t *cells, 
     }
     if (!CELL_WRITE(old) && !is_write) continue;          /* two reads */
     if (CELL_ATOMIC(old) && is_atomic) continue;           /* two atomics */
-    if (CELL_EPOCH(old) <= t->vc[CELL_TID(old)]) continue; /* ordered by happens-before */
+    if (CELL_EPOCH(old) <= t->vc[CELL_TID(old)]) {         /* ordered by happens-before */
+      if (FTSAN_UNLIKELY(ftsan__csguard_nwatch)) ftsan__csguard_check(t, addr, cur, old, pc);
+      continue;
+    }
     ftsan__report_race(t, addr, cur, old, pc);
   }
   if (!stored) __atomic_store_n(&cells[CELL_EPOCH(cur) % FTSAN_CELLS], cur, __ATOMIC_RELAXED);

@@ -6,6 +6,15 @@
 #include "rt_shadow.h"
 
 void ftsan__report_race(ftsan_thread *t, uintptr_t addr, uint64_t cur, uint64_t old, uint64_t pc);
+/* A write by another thread to a container's contents while this thread's critical section on
+ * it was suspended, found when this thread reads them again (rt_csguard.c). */
+void ftsan__report_cs_interrupted(ftsan_thread *t, uintptr_t addr, uint64_t cur, uint64_t old, uint64_t pc);
+
+/* Critical sections interrupted while C code relied on them (rt_csguard.c). */
+extern FTSAN_TLS uint32_t ftsan__csguard_nwatch; /* fields watched by this thread */
+void ftsan__csguard_suspended(ftsan_thread *t, const uintptr_t *mutexes, const uint64_t *since, uint32_t n);
+void ftsan__csguard_end(uintptr_t mutex);
+void ftsan__csguard_check(ftsan_thread *t, uintptr_t addr, uint64_t cur, uint64_t old, uint64_t pc);
 
 /* The full check: compares with every cell, reports races, then records the access. Used
  * when a cell from another thread is present (shared data) and by the fast path below to

@@ -126,10 +126,9 @@ static int current_stack(uint64_t pc, uint64_t *out, int max, ftsan_thread *t) {
   return -k;
 }
 
-FTSAN_NOINLINE __attribute__((cold)) void ftsan__report_race(ftsan_thread *t, uintptr_t addr,
-                                                             uint64_t cur, uint64_t old,
-                                                             uint64_t pc) {
-  if (!set_insert(seen_sites, mix(pc, (addr & ~(uintptr_t)7) ^ ((uint64_t)CELL_TID(old) << 48))))
+static void report_pair(ftsan_thread *t, uintptr_t addr, uint64_t cur, uint64_t old, uint64_t pc,
+                        uint32_t kind) {
+  if (!set_insert(seen_sites, mix(pc, (addr & ~(uintptr_t)7) ^ ((uint64_t)CELL_TID(old) << 48) ^ kind)))
     return;
   t->ignore++;
   uint32_t otid = CELL_TID(old);
@@ -137,7 +136,7 @@ FTSAN_NOINLINE __attribute__((cold)) void ftsan__report_race(ftsan_thread *t, ui
   uint64_t prev_stack[MAX_STACK];
   uint64_t prev_pyev = 0;
   int nprev = ftsan__history_restore(ot, CELL_EPOCH(old), prev_stack, MAX_STACK, &prev_pyev);
-  if (!set_insert(seen_pairs, mix(pc, nprev ? prev_stack[0] : 0))) {
+  if (!set_insert(seen_pairs, mix(pc, (nprev ? prev_stack[0] : 0) ^ kind))) {
     t->ignore--;
     return;
   }
@@ -181,7 +180,7 @@ FTSAN_NOINLINE __attribute__((cold)) void ftsan__report_race(ftsan_thread *t, ui
   struct ftsan_rec_race *r = (struct ftsan_rec_race *)buf;
   r->h.kind = FTSAN_REC_RACE;
   r->h.size = size;
-  r->kind = FTSAN_FINDING_DATA_RACE;
+  r->kind = kind;
   r->mem_kind = mem_kind;
   r->addr = addr;
   r->cur = access_of(t->tid, cur, full, (uint32_t)ncur);
@@ -203,13 +202,29 @@ FTSAN_NOINLINE __attribute__((cold)) void ftsan__report_race(ftsan_thread *t, ui
   uint32_t nth = __atomic_add_fetch(&nfindings, 1, __ATOMIC_RELAXED);
   if (ftsan__opt.report_to_stderr && nth == 11)
     ftsan__log("ftsan: further races are only written to the trace (details: ftsan report)");
-  if (ftsan__opt.report_to_stderr && nth <= 10)
+  if (ftsan__opt.report_to_stderr && nth <= 10 && kind == FTSAN_FINDING_DATA_RACE)
     ftsan__log("ftsan: data race #%u: %s of size %u at %p by thread T%u races with %s by T%u "
                "(details: ftsan report)", nth, CELL_WRITE(cur) ? "write" : "read",
                1u << CELL_LOG(cur), (void *)addr, t->tid, CELL_WRITE(old) ? "a write" : "a read",
                otid);
+  if (ftsan__opt.report_to_stderr && nth <= 10 && kind == FTSAN_FINDING_CS_INTERRUPTED)
+    ftsan__log("ftsan: critical section interrupted #%u: thread T%u reads at %p what T%u changed "
+               "while T%u's critical section on it was suspended (details: ftsan report)", nth,
+               t->tid, (void *)addr, otid, t->tid);
   if (ftsan__opt.halt_on_error) ftsan__halt(ftsan__opt.exitcode);
   t->ignore--;
+}
+
+FTSAN_NOINLINE __attribute__((cold)) void ftsan__report_race(ftsan_thread *t, uintptr_t addr,
+                                                             uint64_t cur, uint64_t old,
+                                                             uint64_t pc) {
+  report_pair(t, addr, cur, old, pc, FTSAN_FINDING_DATA_RACE);
+}
+
+FTSAN_NOINLINE __attribute__((cold)) void ftsan__report_cs_interrupted(ftsan_thread *t, uintptr_t addr,
+                                                                       uint64_t cur, uint64_t old,
+                                                                       uint64_t pc) {
+  report_pair(t, addr, cur, old, pc, FTSAN_FINDING_CS_INTERRUPTED);
 }
 
 /* ---- the GIL enabled by an import ---------------------------------------------------------

@@ -267,6 +267,47 @@ class ListIteration(unittest.TestCase):
             self.assertEqual(report_json(out)["findings"], [])
 
 
+class CriticalSectionInterrupted(unittest.TestCase):
+    """A loop over a list inside Py_BEGIN_CRITICAL_SECTION whose body blocks (the section is
+    suspended) while another thread changes the list: reported as an interrupted critical
+    section at the loop's read, with the change as the previous access; iterating a copy is
+    clean."""
+
+    def test_blocking_inside_the_section(self):
+        work = tempdir()
+        self.addCleanup(shutil.rmtree, work, True)
+        src = os.path.join(TESTDATA, "iterate")
+        for v in ("buggy", "fixed"):
+            build_extension(os.path.join(src, "suspend_%s.c" % v), work)
+        read_line = line_with(os.path.join(src, "suspend_buggy.c"), "ftsan: interrupted")
+        driver = os.path.join(src, "suspend_driver.py")
+        writer_lines = {line_with(driver, "shared.append("), line_with(driver, "shared.pop(")}
+        for i in range(3):
+            out = os.path.join(work, "buggy%d" % i)
+            r = ftsan_run([PYTHON, driver, "suspend_buggy"], out, env={"PYTHONPATH": work})
+            self.assertEqual(r.returncode, 66, r.stderr)
+            rep = report_json(out)
+            self.assertTrue(rep["findings"])
+            for f in rep["findings"]:
+                self.assertEqual(f["kind"], "critical-section-interrupted")
+                self.assertEqual(f["location"]["type"], "list")
+                reader, writer = f["accesses"]
+                self.assertFalse(reader["write"])
+                self.assertEqual(os.path.basename(reader["stack"][0]["file"]), "suspend_buggy.c")
+                self.assertEqual(reader["stack"][0]["line"], read_line)
+                self.assertEqual(reader["python_stack"][0]["function"], "reader")
+                self.assertTrue(writer["write"])
+                self.assertEqual(writer["python_stack"][0]["function"], "writer")
+                self.assertIn(writer["python_stack"][0]["line"], writer_lines)
+            text = subprocess.run([FTSAN, "report", out], capture_output=True, text=True).stdout
+            self.assertIn("WARNING: ftsan: critical section interrupted", text)
+            self.assertIn("suspended the section", text)
+            out = os.path.join(work, "fixed%d" % i)
+            r = ftsan_run([PYTHON, driver, "suspend_fixed"], out, env={"PYTHONPATH": work})
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(report_json(out)["findings"], [])
+
+
 class TestSuites(unittest.TestCase):
     """A test suite run under ftsan: the Python stacks name the test functions. Debian's
     pure-Python pytest (python3-pytest, installed by the set-up) runs on python3.13t when its

@@ -1,0 +1,103 @@
+/* rt_csguard.c: critical sections that were interrupted while C code relied on them.
+ *
+ * Py_BEGIN_CRITICAL_SECTION(list) does not hold the list's lock for the whole section: when
+ * the thread blocks inside it (waits for another lock, sleeps, does I/O, runs Python code
+ * that does), the interpreter suspends the section, releases the lock, and takes it back
+ * before the thread goes on. Another thread may change the list in between. Code that read
+ * the list's size or items before the blocking call and keeps using them after it works on
+ * a list that no longer exists: stale sizes, freed items (a crash in the wild). Happens-
+ * before sees nothing wrong (every access is ordered by the lock), so this is a check of
+ * its own:
+ *   - at a real suspension (the patch on _PyCriticalSection_SuspendAll), each list or dict
+ *     whose section this thread holds and whose contents it already read inside the section
+ *     (a cell of its own in the shadow of the contents field, newer than the section's
+ *     start) is watched, and the thread's vector clock is kept as it was then;
+ *   - when the thread next reads a watched field, the shadow cell written by the mutation
+ *     (rt_hooks.c writes the field under the section) is from another thread; if that
+ *     write is newer than the kept clock, it happened while the section was suspended:
+ *     reported as an interrupted critical section, with both stacks, like a race;
+ *   - the end of the section stops the watch. */
+#include "rt_race.h"
+
+#define WATCH_MAX 8
+#define LIST_CONTENTS_OFFSET 40 /* ob_item */
+#define DICT_CONTENTS_OFFSET 32 /* ma_used */
+#define OB_MUTEX_OFFSET 10
+#define TPFLAGS_LIST_SUBCLASS (1ull << 25)
+#define TPFLAGS_DICT_SUBCLASS (1ull << 29)
+
+FTSAN_TLS uint32_t ftsan__csguard_nwatch;
+static FTSAN_TLS uintptr_t watch_mutex[WATCH_MAX], watch_field[WATCH_MAX];
+static FTSAN_TLS uint64_t *kept;   /* the thread's vector clock at the first suspension */
+static FTSAN_TLS uint32_t kept_len;
+
+/* The field that stands for a container's contents, 0 for other objects. */
+static uintptr_t contents_field(uintptr_t obj) {
+  uint64_t tp = ftsan__pyobject_type(obj), flags;
+  if (!tp || ftsan__safe_read(&flags, tp + FTSAN_PY_TP_FLAGS, 8)) return 0;
+  if (flags & TPFLAGS_LIST_SUBCLASS) return obj + LIST_CONTENTS_OFFSET;
+  if (flags & TPFLAGS_DICT_SUBCLASS) return obj + DICT_CONTENTS_OFFSET;
+  return 0;
+}
+
+/* This thread accessed field after epoch `since`. */
+static int touched_since(ftsan_thread *t, uintptr_t field, uint64_t since) {
+  uint64_t *cells = ftsan__shadow_cells(field);
+  if (!cells) return 0;
+  for (int i = 0; i < FTSAN_CELLS; i++) {
+    uint64_t c = __atomic_load_n(&cells[i], __ATOMIC_RELAXED);
+    if (c && CELL_TID(c) == t->tid && CELL_EPOCH(c) > since) return 1;
+  }
+  return 0;
+}
+
+void ftsan__csguard_suspended(ftsan_thread *t, const uintptr_t *mutexes, const uint64_t *since, uint32_t n) {
+  uint32_t before = ftsan__csguard_nwatch;
+  for (uint32_t i = 0; i < n && ftsan__csguard_nwatch < WATCH_MAX; i++) {
+    if (mutexes[i] < 4096) continue;
+    uintptr_t field = contents_field(mutexes[i] - OB_MUTEX_OFFSET);
+    if (!field || !touched_since(t, field, since[i])) continue;
+    int dup = 0;
+    for (uint32_t k = 0; k < ftsan__csguard_nwatch; k++) dup |= watch_field[k] == field;
+    if (dup) continue;
+    watch_mutex[ftsan__csguard_nwatch] = mutexes[i];
+    watch_field[ftsan__csguard_nwatch] = field;
+    ftsan__csguard_nwatch++;
+  }
+  /* The clock is kept from the first suspension that left a watch: what changed since
+   * then is unseen by every watched read that has not happened yet. */
+  if (before == 0 && ftsan__csguard_nwatch > 0) {
+    if (!kept) kept = ftsan__map(sizeof(uint64_t) * FTSAN_MAX_THREADS);
+    if (!kept) {
+      ftsan__csguard_nwatch = 0;
+      return;
+    }
+    uint32_t len = __atomic_load_n(&ftsan__thread_count, __ATOMIC_ACQUIRE);
+    kept_len = len > FTSAN_MAX_THREADS ? FTSAN_MAX_THREADS : len;
+    for (uint32_t k = 0; k < kept_len; k++) kept[k] = t->vc[k];
+  }
+}
+
+void ftsan__csguard_end(uintptr_t mutex) {
+  for (uint32_t k = 0; k < ftsan__csguard_nwatch;) {
+    if (watch_mutex[k] == mutex) {
+      ftsan__csguard_nwatch--;
+      watch_mutex[k] = watch_mutex[ftsan__csguard_nwatch];
+      watch_field[k] = watch_field[ftsan__csguard_nwatch];
+    } else {
+      k++;
+    }
+  }
+}
+
+void ftsan__csguard_check(ftsan_thread *t, uintptr_t addr, uint64_t cur, uint64_t old, uint64_t pc) {
+  uintptr_t g = addr & ~(uintptr_t)7;
+  for (uint32_t k = 0; k < ftsan__csguard_nwatch; k++) {
+    if (watch_field[k] != g) continue;
+    uint32_t w = CELL_TID(old);
+    if (w == t->tid || !CELL_WRITE(old)) return;
+    uint64_t seen = w < kept_len ? kept[w] : 0;
+    if (CELL_EPOCH(old) > seen) ftsan__report_cs_interrupted(t, addr, cur, old, pc);
+    return;
+  }
+}
