@@ -577,6 +577,10 @@ void ftsan_finding_print_text(FILE *o, const ftsan_finding *f, ftsan_symbolizer 
                "  work on a copy made inside the section (PySequence_List, PyDict_Copy).\n",
             f->cur.tid, f->type_name[0] ? f->type_name : "container", f->prev.tid,
             f->type_name[0] ? f->type_name : "container");
+  if (interrupted && f->alloc.n) {
+    fprintf(o, "\n  The section was suspended (thread T%u blocked) at:\n", f->cur.tid);
+    print_stack_text(o, &f->alloc, TEXT_FRAMES + 16);
+  }
   fprintf(o, "\n");
   print_thread_text(o, f, f->cur.tid, sym);
   fprintf(o, "\n");
@@ -661,6 +665,11 @@ void ftsan_finding_print_json(FILE *o, const ftsan_finding *f, ftsan_symbolizer 
   fprintf(o, ", ");
   print_access_json(o, f, &f->prev);
   fprintf(o, "], ");
+  if (f->kind == FTSAN_FINDING_CS_INTERRUPTED) {
+    fprintf(o, "\"suspended_at\": {\"thread\": %u, \"stack\": ", f->cur.tid);
+    print_stack_json(o, &f->alloc);
+    fprintf(o, "}, ");
+  }
   if (f->kind == FTSAN_FINDING_USE_AFTER_FREE) {
     fprintf(o, "\"borrowed_from\": {\"api\": ");
     json_str(o, borrow_api_name(f->borrow_api));

@@ -17,7 +17,12 @@
  *     write is newer than the kept clock, it happened while the section was suspended:
  *     reported as an interrupted critical section, with both stacks, like a race;
  *   - the end of the section stops the watch. */
+#define _GNU_SOURCE 1
 #include "rt_race.h"
+
+#include <dlfcn.h>
+#define UNW_LOCAL_ONLY
+#include <libunwind.h>
 
 #define WATCH_MAX 8
 #define LIST_CONTENTS_OFFSET 40 /* ob_item */
@@ -30,6 +35,24 @@ FTSAN_TLS uint32_t ftsan__csguard_nwatch;
 static FTSAN_TLS uintptr_t watch_mutex[WATCH_MAX], watch_field[WATCH_MAX];
 static FTSAN_TLS uint64_t *kept;   /* the thread's vector clock at the first suspension */
 static FTSAN_TLS uint32_t kept_len;
+static FTSAN_TLS uint64_t susp_stack[FTSAN_SUSPEND_STACK]; /* where it was suspended */
+static FTSAN_TLS uint32_t susp_len;
+
+/* The C stack of the suspension, without the runtime's own frames (the hook): it shows the
+ * blocking call inside the section. Taken once per watch, so its cost does not matter. */
+static void capture_suspension(ftsan_thread *t) {
+  void *pcs[FTSAN_SUSPEND_STACK + 8];
+  t->ignore++;
+  int n = unw_backtrace(pcs, FTSAN_SUSPEND_STACK + 8);
+  t->ignore--;
+  Dl_info self, info;
+  susp_len = 0;
+  int have_self = dladdr((void *)capture_suspension, &self) != 0;
+  for (int i = 0; i < n && susp_len < FTSAN_SUSPEND_STACK; i++) {
+    if (have_self && susp_len == 0 && dladdr(pcs[i], &info) && info.dli_fbase == self.dli_fbase) continue;
+    susp_stack[susp_len++] = (uint64_t)(uintptr_t)pcs[i];
+  }
+}
 
 /* The field that stands for a container's contents, 0 for other objects. */
 static uintptr_t contents_field(uintptr_t obj) {
@@ -75,6 +98,7 @@ void ftsan__csguard_suspended(ftsan_thread *t, const uintptr_t *mutexes, const u
     uint32_t len = __atomic_load_n(&ftsan__thread_count, __ATOMIC_ACQUIRE);
     kept_len = len > FTSAN_MAX_THREADS ? FTSAN_MAX_THREADS : len;
     for (uint32_t k = 0; k < kept_len; k++) kept[k] = t->vc[k];
+    capture_suspension(t);
   }
 }
 
@@ -97,7 +121,7 @@ void ftsan__csguard_check(ftsan_thread *t, uintptr_t addr, uint64_t cur, uint64_
     uint32_t w = CELL_TID(old);
     if (w == t->tid || !CELL_WRITE(old)) return;
     uint64_t seen = w < kept_len ? kept[w] : 0;
-    if (CELL_EPOCH(old) > seen) ftsan__report_cs_interrupted(t, addr, cur, old, pc);
+    if (CELL_EPOCH(old) > seen) ftsan__report_cs_interrupted(t, addr, cur, old, pc, susp_stack, susp_len);
     return;
   }
 }

@@ -8,9 +8,13 @@
 void ftsan__report_race(ftsan_thread *t, uintptr_t addr, uint64_t cur, uint64_t old, uint64_t pc);
 /* A write by another thread to a container's contents while this thread's critical section on
  * it was suspended, found when this thread reads them again (rt_csguard.c). */
-void ftsan__report_cs_interrupted(ftsan_thread *t, uintptr_t addr, uint64_t cur, uint64_t old, uint64_t pc);
+void ftsan__report_cs_interrupted(ftsan_thread *t, uintptr_t addr, uint64_t cur, uint64_t old, uint64_t pc,
+                                  const uint64_t *susp, uint32_t nsusp);
 
-/* Critical sections interrupted while C code relied on them (rt_csguard.c). */
+/* Critical sections interrupted while C code relied on them (rt_csguard.c). The stack of
+ * the suspension runs from the interpreter's detach up through the blocking call to the
+ * instrumented frame that made it: deeper than an allocation stack. */
+#define FTSAN_SUSPEND_STACK 48
 extern FTSAN_TLS uint32_t ftsan__csguard_nwatch; /* fields watched by this thread */
 void ftsan__csguard_suspended(ftsan_thread *t, const uintptr_t *mutexes, const uint64_t *since, uint32_t n);
 void ftsan__csguard_end(uintptr_t mutex);

@@ -126,8 +126,10 @@ static int current_stack(uint64_t pc, uint64_t *out, int max, ftsan_thread *t) {
   return -k;
 }
 
+/* extra (CS_INTERRUPTED): where the critical section was suspended, stored in the record's
+ * allocation-stack fields (unused for a Python object). */
 static void report_pair(ftsan_thread *t, uintptr_t addr, uint64_t cur, uint64_t old, uint64_t pc,
-                        uint32_t kind) {
+                        uint32_t kind, const uint64_t *extra, uint32_t nextra) {
   if (!set_insert(seen_sites, mix(pc, (addr & ~(uintptr_t)7) ^ ((uint64_t)CELL_TID(old) << 48) ^ kind)))
     return;
   t->ignore++;
@@ -159,6 +161,13 @@ static void report_pair(ftsan_thread *t, uintptr_t addr, uint64_t cur, uint64_t 
   } else if (find_pyobject(addr, &obj, &obj_size, type_name, sizeof type_name)) {
     mem_kind = FTSAN_MEM_PYOBJECT;
   }
+  const uint64_t *alloc_stack = blk.stack;
+  uint32_t alloc_tid = mem_kind == FTSAN_MEM_HEAP ? blk.tid : 0;
+  if (mem_kind != FTSAN_MEM_HEAP && nextra) {
+    alloc_stack = extra;
+    nalloc = nextra < FTSAN_SUSPEND_STACK ? nextra : FTSAN_SUSPEND_STACK;
+    alloc_tid = t->tid;
+  }
 
   /* Python frames: the current thread's are walked now; the previous access has the frame
    * that called into C, if its code object is still alive. */
@@ -175,7 +184,7 @@ static void report_pair(ftsan_thread *t, uintptr_t addr, uint64_t cur, uint64_t 
   size_t name_len = type_name[0] ? strlen(type_name) + 1 : 0;
   uint32_t size = (uint32_t)((sizeof(struct ftsan_rec_race) + 8u * (ncur + nprev + nalloc + ncur_py + nprev_py) +
                               name_len + 7) & ~7u);
-  char buf[sizeof(struct ftsan_rec_race) + 8 * (2 * MAX_STACK + FTSAN_HEAP_STACK + MAX_PY + 1) + 128 + 8];
+  char buf[sizeof(struct ftsan_rec_race) + 8 * (2 * MAX_STACK + FTSAN_SUSPEND_STACK + MAX_PY + 1) + 128 + 8];
   memset(buf, 0, size);
   struct ftsan_rec_race *r = (struct ftsan_rec_race *)buf;
   r->h.kind = FTSAN_REC_RACE;
@@ -188,11 +197,11 @@ static void report_pair(ftsan_thread *t, uintptr_t addr, uint64_t cur, uint64_t 
   r->object_addr = obj;
   r->object_size = obj_size;
   r->type_name_len = (uint32_t)name_len;
-  r->alloc_tid = mem_kind == FTSAN_MEM_HEAP ? blk.tid : 0;
+  r->alloc_tid = alloc_tid;
   r->alloc_stack_len = nalloc;
   memcpy(buf + sizeof *r, cur_stack, 8u * ncur);
   memcpy(buf + sizeof *r + 8u * ncur, prev_stack, 8u * nprev);
-  if (nalloc) memcpy(buf + sizeof *r + 8u * (ncur + nprev), blk.stack, 8u * nalloc);
+  if (nalloc) memcpy(buf + sizeof *r + 8u * (ncur + nprev), alloc_stack, 8u * nalloc);
   r->cur_py_len = ncur_py;
   r->prev_py_len = nprev_py;
   memcpy(buf + sizeof *r + 8u * (ncur + nprev + nalloc), cur_py, 8u * ncur_py);
@@ -218,13 +227,14 @@ static void report_pair(ftsan_thread *t, uintptr_t addr, uint64_t cur, uint64_t 
 FTSAN_NOINLINE __attribute__((cold)) void ftsan__report_race(ftsan_thread *t, uintptr_t addr,
                                                              uint64_t cur, uint64_t old,
                                                              uint64_t pc) {
-  report_pair(t, addr, cur, old, pc, FTSAN_FINDING_DATA_RACE);
+  report_pair(t, addr, cur, old, pc, FTSAN_FINDING_DATA_RACE, NULL, 0);
 }
 
 FTSAN_NOINLINE __attribute__((cold)) void ftsan__report_cs_interrupted(ftsan_thread *t, uintptr_t addr,
                                                                        uint64_t cur, uint64_t old,
-                                                                       uint64_t pc) {
-  report_pair(t, addr, cur, old, pc, FTSAN_FINDING_CS_INTERRUPTED);
+                                                                       uint64_t pc, const uint64_t *susp,
+                                                                       uint32_t nsusp) {
+  report_pair(t, addr, cur, old, pc, FTSAN_FINDING_CS_INTERRUPTED, susp, nsusp);
 }
 
 /* ---- the GIL enabled by an import ---------------------------------------------------------

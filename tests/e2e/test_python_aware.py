@@ -280,6 +280,7 @@ class CriticalSectionInterrupted(unittest.TestCase):
         for v in ("buggy", "fixed"):
             build_extension(os.path.join(src, "suspend_%s.c" % v), work)
         read_line = line_with(os.path.join(src, "suspend_buggy.c"), "ftsan: interrupted")
+        block_line = line_with(os.path.join(src, "suspend_buggy.c"), "may block")
         driver = os.path.join(src, "suspend_driver.py")
         writer_lines = {line_with(driver, "shared.append("), line_with(driver, "shared.pop(")}
         for i in range(3):
@@ -299,6 +300,10 @@ class CriticalSectionInterrupted(unittest.TestCase):
                 self.assertTrue(writer["write"])
                 self.assertEqual(writer["python_stack"][0]["function"], "writer")
                 self.assertIn(writer["python_stack"][0]["line"], writer_lines)
+                # where the section was suspended: the blocking call inside it
+                frames = [(fr["function"], fr["line"]) for fr in f["suspended_at"]["stack"]]
+                self.assertIn(("apply_all", block_line), frames)
+                self.assertIn("time_sleep", [fn for fn, _ in frames])
             text = subprocess.run([FTSAN, "report", out], capture_output=True, text=True).stdout
             self.assertIn("WARNING: ftsan: critical section interrupted", text)
             self.assertIn("suspended the section", text)
