@@ -39,16 +39,20 @@ void ftsan__capi_init(void) {
 }
 
 /* The thread to model happens-before for, or NULL (race detection off, runtime inside
- * itself). Also remembers pc as the site of any lock wait the call is about to have. */
-static ftsan_thread *sync_thread(uint64_t pc) {
+ * itself). For a call that may wait (wait = 1), also remembers pc as the site of any lock
+ * wait it is about to have; the wrapper forgets it again right after the real call (a site
+ * left behind would take the blame for waits in the interpreter later). */
+static ftsan_thread *sync_thread_at(uint64_t pc, int wait) {
   if (!ftsan__enabled) return NULL;
   ftsan_thread *t = ftsan__thread();
   if (t->ignore) return NULL;
-  ftsan__contention_set_sync_site(pc);
+  if (wait) ftsan__contention_set_sync_site(pc);
   if (!ftsan__race_on) return NULL;
   ftsan__stats_add(t, pc, FTSAN_EV_SYNC);
   return t;
 }
+#define sync_thread(pc) sync_thread_at(pc, 1)
+#define sync_thread_nowait(pc) sync_thread_at(pc, 0)
 
 #define ENSURE_REAL(name)                                                                \
   do {                                                                                   \
@@ -156,7 +160,7 @@ FTSAN_EXPORT void __ftsan_PyCriticalSection2_BeginMutex(void *cs, void *m1, void
  * PyMutex *_cs_mutex2: the mutexes to release are read from the structure itself. */
 FTSAN_EXPORT void __ftsan_PyCriticalSection_End(void *cs) {
   ENSURE_REAL(PyCriticalSection_End);
-  ftsan_thread *t = sync_thread(CALLER_PC);
+  ftsan_thread *t = sync_thread_nowait(CALLER_PC);
   if (t) {
     uintptr_t m = ((uintptr_t *)cs)[1];
     if (m) ftsan__release(t, m);
@@ -167,7 +171,7 @@ FTSAN_EXPORT void __ftsan_PyCriticalSection_End(void *cs) {
 
 FTSAN_EXPORT void __ftsan_PyCriticalSection2_End(void *cs) {
   ENSURE_REAL(PyCriticalSection2_End);
-  ftsan_thread *t = sync_thread(CALLER_PC);
+  ftsan_thread *t = sync_thread_nowait(CALLER_PC);
   if (t) {
     uintptr_t m1 = ((uintptr_t *)cs)[1], m2 = ((uintptr_t *)cs)[2];
     if (m1) ftsan__release(t, m1);
@@ -192,7 +196,7 @@ FTSAN_EXPORT void __ftsan_PyMutex_Lock(void *m) {
 
 FTSAN_EXPORT void __ftsan_PyMutex_Unlock(void *m) {
   ENSURE_REAL(PyMutex_Unlock);
-  ftsan_thread *t = sync_thread(CALLER_PC);
+  ftsan_thread *t = sync_thread_nowait(CALLER_PC);
   if (t) ftsan__release(t, (uintptr_t)m);
   real_PyMutex_Unlock(m);
 }
@@ -204,13 +208,14 @@ FTSAN_EXPORT int __ftsan_PyGILState_Ensure(void) {
   ENSURE_REAL(PyGILState_Ensure);
   sync_thread(CALLER_PC);
   int state = real_PyGILState_Ensure();
+  ftsan__contention_set_sync_site(0);
   if (ftsan__enabled) ftsan__thread()->gilstate++;
   return state;
 }
 
 FTSAN_EXPORT void __ftsan_PyGILState_Release(int state) {
   ENSURE_REAL(PyGILState_Release);
-  sync_thread(CALLER_PC);
+  sync_thread_nowait(CALLER_PC);
   if (ftsan__enabled) {
     ftsan_thread *t = ftsan__thread();
     if (t->gilstate) t->gilstate--;
@@ -220,7 +225,7 @@ FTSAN_EXPORT void __ftsan_PyGILState_Release(int state) {
 
 FTSAN_EXPORT void *__ftsan_PyEval_SaveThread(void) {
   ENSURE_REAL(PyEval_SaveThread);
-  ftsan_thread *t = sync_thread(CALLER_PC);
+  ftsan_thread *t = sync_thread_nowait(CALLER_PC);
   if (t) suspend_held(t);
   return real_PyEval_SaveThread();
 }
@@ -228,7 +233,7 @@ FTSAN_EXPORT void *__ftsan_PyEval_SaveThread(void) {
 FTSAN_EXPORT void __ftsan_PyEval_RestoreThread(void *tstate) {
   ENSURE_REAL(PyEval_RestoreThread);
   real_PyEval_RestoreThread(tstate);
-  ftsan_thread *t = sync_thread(CALLER_PC);
+  ftsan_thread *t = sync_thread_nowait(CALLER_PC);
   if (t) resume_held(t);
 }
 
@@ -240,7 +245,7 @@ FTSAN_EXPORT void __ftsan_PyEval_RestoreThread(void *tstate) {
 
 FTSAN_EXPORT int __ftsan_PyDict_Next(void *d, void *ppos, void *pkey, void *pvalue) {
   ENSURE_REAL(PyDict_Next);
-  if (d && sync_thread(CALLER_PC)) ftsan__access(CALLER_PC, (uintptr_t)d + DICT_CONTENTS_OFFSET, 8, 0, 0);
+  if (d && sync_thread_nowait(CALLER_PC)) ftsan__access(CALLER_PC, (uintptr_t)d + DICT_CONTENTS_OFFSET, 8, 0, 0);
   return real_PyDict_Next(d, ppos, pkey, pvalue);
 }
 
@@ -249,6 +254,7 @@ FTSAN_EXPORT int __ftsan_PyThread_acquire_lock(void *lock, int waitflag) {
   ENSURE_REAL(PyThread_acquire_lock);
   ftsan_thread *t = sync_thread(CALLER_PC);
   int rc = real_PyThread_acquire_lock(lock, waitflag);
+  ftsan__contention_set_sync_site(0);
   if (t && rc == 1) ftsan__acquire(t, (uintptr_t)lock);
   return rc;
 }
@@ -257,13 +263,14 @@ FTSAN_EXPORT int __ftsan_PyThread_acquire_lock_timed(void *lock, long long us, i
   ENSURE_REAL(PyThread_acquire_lock_timed);
   ftsan_thread *t = sync_thread(CALLER_PC);
   int rc = real_PyThread_acquire_lock_timed(lock, us, intr);
+  ftsan__contention_set_sync_site(0);
   if (t && rc == 1) ftsan__acquire(t, (uintptr_t)lock);
   return rc;
 }
 
 FTSAN_EXPORT void __ftsan_PyThread_release_lock(void *lock) {
   ENSURE_REAL(PyThread_release_lock);
-  ftsan_thread *t = sync_thread(CALLER_PC);
+  ftsan_thread *t = sync_thread_nowait(CALLER_PC);
   if (t) ftsan__release(t, (uintptr_t)lock);
   real_PyThread_release_lock(lock);
 }

@@ -46,7 +46,10 @@ static FTSAN_TLS uint64_t sync_site; /* call site of the C-API wrapper running, 
 int ftsan__contention_on;           /* written once at init */
 
 #define ALLOC_TABLE (1u << 16) /* 1 MiB: 2^20 slots doubled the peak RSS of small programs */
+#define ALLOC_WAYS 4
+#define ALLOC_HOT (1ull << 63)  /* in an entry's site word: the object was seen in use */
 static uint64_t (*alloc_table)[2];  /* object -> creating line; mapped once at init */
+static void mark_in_use(uint64_t object);
 
 /* Types already written to the trace: a global set under one lock, reached only on a
  * thread's first sight of a type. */
@@ -190,6 +193,7 @@ static void count_refcount(contention_state *s, uint64_t object, uint64_t type, 
     }
     if (!e->used) {
       write_type(type);
+      mark_in_use(object);
       e->used = 1;
       e->object = object;
       e->type = type;
@@ -258,12 +262,43 @@ void ftsan__contention_set_sync_site(uint64_t pc) { sync_site = pc; }
 
 /* ---- where objects were created ------------------------------------------------------------
  * The _Py_NewReference patch (every new object, freelist reuse included) stores the running
- * Python line per object in a global direct-mapped table; a later object at the same
- * address replaces the entry, which is right: it is the one alive. Entries are two words,
- * written site first and read object-site-object, so a torn pair is detected. */
+ * Python line per object in a global table of 4-way sets. A later object at the same
+ * address replaces the entry, which is right: it is the one alive. Otherwise a new object
+ * takes an empty way, or one whose object was never seen in use: an object that reference
+ * counting or a lock wait has met (marked hot) stays, so the temporaries a loop churns
+ * through cannot evict the long-lived shared objects that ftsan top asks about. Entries are
+ * two words, written site first and read object-site-object, so a torn pair is detected. */
 
-static uint64_t *alloc_slot(uintptr_t op) {
-  return alloc_table[((uint64_t)op * 0x9E3779B97F4A7C15ull) >> (64 - 16)];
+static uint64_t (*alloc_set(uintptr_t op))[2] {
+  return &alloc_table[(((uint64_t)op * 0x9E3779B97F4A7C15ull) >> (64 - 14)) * ALLOC_WAYS];
+}
+
+static void record_creation(uintptr_t op, uint64_t site) {
+  uint64_t (*set)[2] = alloc_set(op);
+  int way = -1;
+  for (int w = 0; w < ALLOC_WAYS && way < 0; w++)
+    if (__atomic_load_n(&set[w][0], __ATOMIC_RELAXED) == op) way = w;
+  for (int w = 0; w < ALLOC_WAYS && way < 0; w++)
+    if (__atomic_load_n(&set[w][0], __ATOMIC_RELAXED) == 0) way = w;
+  for (int k = 0; k < ALLOC_WAYS && way < 0; k++) {
+    int w = (int)((op >> 4) + (uintptr_t)k) & (ALLOC_WAYS - 1); /* spread the victims */
+    if (!(__atomic_load_n(&set[w][1], __ATOMIC_RELAXED) & ALLOC_HOT)) way = w;
+  }
+  if (way < 0) return; /* four objects in use already: keep them */
+  __atomic_store_n(&set[way][0], 0, __ATOMIC_RELAXED);
+  __atomic_store_n(&set[way][1], site, __ATOMIC_RELAXED);
+  __atomic_store_n(&set[way][0], (uint64_t)op, __ATOMIC_RELEASE);
+}
+
+/* The object was met by reference counting or a lock wait: keep its creation site. */
+static void mark_in_use(uint64_t object) {
+  if (!alloc_table || !object) return;
+  uint64_t (*set)[2] = alloc_set((uintptr_t)object);
+  for (int w = 0; w < ALLOC_WAYS; w++)
+    if (__atomic_load_n(&set[w][0], __ATOMIC_RELAXED) == object) {
+      __atomic_fetch_or(&set[w][1], ALLOC_HOT, __ATOMIC_RELAXED);
+      return;
+    }
 }
 
 void ftsan__contention_object_created(void *op) {
@@ -287,19 +322,18 @@ void ftsan__contention_object_created(void *op) {
     s->cmemo_ip = ip;
     s->cmemo_id = site;
   }
-  if (!site) return;
-  uint64_t *e = alloc_slot((uintptr_t)op);
-  __atomic_store_n(&e[0], 0, __ATOMIC_RELAXED);
-  __atomic_store_n(&e[1], site, __ATOMIC_RELAXED);
-  __atomic_store_n(&e[0], (uint64_t)(uintptr_t)op, __ATOMIC_RELEASE);
+  if (site) record_creation((uintptr_t)op, site);
 }
 
 static uint64_t created_at(uint64_t object) {
   if (!alloc_table || !object) return 0;
-  uint64_t *e = alloc_slot((uintptr_t)object);
-  if (__atomic_load_n(&e[0], __ATOMIC_ACQUIRE) != object) return 0;
-  uint64_t site = __atomic_load_n(&e[1], __ATOMIC_RELAXED);
-  return __atomic_load_n(&e[0], __ATOMIC_ACQUIRE) == object ? site : 0;
+  uint64_t (*set)[2] = alloc_set((uintptr_t)object);
+  for (int w = 0; w < ALLOC_WAYS; w++) {
+    if (__atomic_load_n(&set[w][0], __ATOMIC_ACQUIRE) != object) continue;
+    uint64_t site = __atomic_load_n(&set[w][1], __ATOMIC_RELAXED) & ~ALLOC_HOT;
+    return __atomic_load_n(&set[w][0], __ATOMIC_ACQUIRE) == object ? site : 0;
+  }
+  return 0;
 }
 
 /* A lock acquisition that waited wait_ns. The site is the instrumented call that asked for
@@ -330,6 +364,7 @@ void ftsan__contention_lock_wait(uintptr_t lock, uintptr_t object, uint32_t flag
     }
     if (!e->used) {
       if (type) write_type(type);
+      mark_in_use(object);
       *e = (lk_slot){lock, object, type, site, flags, 1, 1, wait_ns, wait_ns};
       return;
     }

@@ -3,6 +3,7 @@ shared: every thread takes references to one module-global object through the ex
 private: the same work on objects each thread created itself.
 pyshared: pure Python: threads iterate over a shared global list of floats.
 dictlock: threads update one dict under the extension's critical section.
+pylock: threads take one threading.Lock right after the extension ended a critical section.
 immortal: threads take references to None and small ints."""
 import sys
 import threading
@@ -38,6 +39,16 @@ def pyshared(n):
 def dictlock(n):
     for i in range(N // 10):
         contention_ext.locked_update(counts, i % 64)
+
+
+PYLOCK = threading.Lock()
+
+
+def pylock(n):
+    for i in range(N // 10):
+        contention_ext.locked_update(counts, n)  # its critical section ends in C ...
+        with PYLOCK:  # ... and the wait here is this Python line's
+            sum(range(50))
 
 
 def immortal(n):

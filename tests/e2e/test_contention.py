@@ -29,6 +29,7 @@ CS_LINE = line_of(os.path.join(SRC, "contention_ext.c"), "Py_BEGIN_CRITICAL_SECT
 LOOP_LINE = line_of(os.path.join(SRC, "driver.py"), "for x in SHARED_FLOATS:")
 IMPORT_LINE = line_of(os.path.join(SRC, "driver.py"), "import contention_ext")
 FLOATS_LINE = line_of(os.path.join(SRC, "driver.py"), "SHARED_FLOATS = [")
+PYLOCK_LINE = line_of(os.path.join(SRC, "driver.py"), "with PYLOCK:")
 
 
 class Contention(unittest.TestCase):
@@ -37,7 +38,7 @@ class Contention(unittest.TestCase):
         cls.work = tempdir()
         build_extension(os.path.join(SRC, "contention_ext.c"), cls.work, opt="-O2")
         cls.outs = {}
-        for scenario in ("shared", "private", "pyshared", "dictlock", "immortal"):
+        for scenario in ("shared", "private", "pyshared", "dictlock", "immortal", "pylock"):
             out = os.path.join(cls.work, scenario)
             r = ftsan_run([PYTHON, os.path.join(SRC, "driver.py"), scenario], out,
                           env={"PYTHONPATH": cls.work}, run_options=("--mode", "contention"))
@@ -105,6 +106,14 @@ class Contention(unittest.TestCase):
         self.assertGreater(d["lock_wait_ns"], 0)
         self.assertIn(CS_LINE, [s["line"] for s in d["top_c_sites"]])
         self.assertIn("lock contended", d["advice"])
+
+    def test_python_lock_wait_is_the_python_lines_not_the_last_c_call(self):
+        rows = [r for r in self.top("pylock", "--limit", "50")["rows"] if r["lock_waits"] and r["type"] != "dict"]
+        # no wait but the dict's is blamed on the extension (its critical section's end)
+        for r in rows:
+            self.assertEqual([s for s in r["top_c_sites"] if s["file"].endswith("contention_ext.c")], [], r)
+        waits_here = [r for r in rows if r["top_python_sites"] and r["top_python_sites"][0]["line"] == PYLOCK_LINE]
+        self.assertTrue(waits_here, rows)
 
     def test_immortal_objects_never_show_as_contended(self):
         rows = self.top("immortal", "--min-shared", "0", "--limit", "100000")["rows"]
