@@ -50,9 +50,11 @@ FTSAN_ALWAYS_INLINE void access(uint64_t pc, uintptr_t addr, uint32_t size, int 
     return ftsan__access(pc, addr, size, is_write, 0);
   uint64_t e = t->epoch + 1;
   uintptr_t i1 = addr >> FTSAN_CHUNK_SHIFT;
-  int aligned = size <= 8 ? (addr & 7) + size <= 8 : (addr & 3) == 0;
-  if (FTSAN_UNLIKELY((e & (FTSAN_HIST_BLOCK - 1)) == 0 || !t->hist || !aligned ||
-                     i1 >= FTSAN_L1_SIZE || ((addr + size - 1) >> FTSAN_CHUNK_SHIFT) != i1))
+  /* An access within one granule stays within one chunk; 16 bytes may cross into the next.
+   * t->hist is not checked: a thread without history is ignored (rt_thread.c). */
+  int fits = size <= 8 ? (addr & 7) + size <= 8
+                       : (addr & 3) == 0 && ((addr + size - 1) >> FTSAN_CHUNK_SHIFT) == i1;
+  if (FTSAN_UNLIKELY((e & (FTSAN_HIST_BLOCK - 1)) == 0 || !fits || i1 >= FTSAN_L1_SIZE))
     return ftsan__access(pc, addr, size, is_write, 0);
   uint64_t *chunk = __atomic_load_n(&ftsan__shadow_l1[i1], __ATOMIC_ACQUIRE);
   if (FTSAN_UNLIKELY(!chunk)) return ftsan__access(pc, addr, size, is_write, 0);
