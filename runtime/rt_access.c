@@ -14,9 +14,10 @@ FTSAN_NOINLINE void ftsan__access(uint64_t pc, uintptr_t addr, size_t size, int 
   if (FTSAN_UNLIKELY(t->ignore)) return;
   ftsan__stats_add(t, pc, is_atomic ? FTSAN_EV_ATOMIC : is_write ? FTSAN_EV_WRITE : FTSAN_EV_READ);
   uint64_t e = ftsan__history_add(t, (pc & FTSAN_EV_PC_MASK) | (FTSAN_EV_TYPE_ACCESS << 62));
+  uint64_t base = ftsan__cell_base(t, e, is_write, is_atomic);
   if ((size == 1 || size == 2 || size == 4 || size == 8) && (addr & 7) + size <= 8) {
     uint32_t log = size == 8 ? 3 : size == 4 ? 2 : size == 2 ? 1 : 0;
-    ftsan__check_granule(t, addr, log, is_write, is_atomic, e, pc);
+    ftsan__check_granule(t, addr, ftsan__cell_piece(base, addr, log), pc);
     return;
   }
   uintptr_t end = addr + size;
@@ -26,16 +27,16 @@ FTSAN_NOINLINE void ftsan__access(uint64_t pc, uintptr_t addr, size_t size, int 
     /* A piece becomes the largest power-of-two access that fits from its offset. */
     uint32_t log = (n >= 8 && (addr & 7) == 0) ? 3 : (n >= 4 && (addr & 3) == 0) ? 2
                    : (n >= 2 && (addr & 1) == 0) ? 1 : 0;
-    ftsan__check_granule(t, addr, log, is_write, is_atomic, e, pc);
+    ftsan__check_granule(t, addr, ftsan__cell_piece(base, addr, log), pc);
     addr += (uintptr_t)1 << log;
   }
 }
 
 /* One granule-aligned piece of an access, in the fast path: the shadow chunk exists. */
 FTSAN_ALWAYS_INLINE void piece(ftsan_thread *t, uint64_t *chunk, uintptr_t addr, uint32_t log,
-                               int is_write, uint64_t e, uint64_t pc) {
+                               uint64_t base, uint64_t pc) {
   uint64_t *cells = chunk + ((addr & ((1u << FTSAN_CHUNK_SHIFT) - 1)) >> 3) * FTSAN_CELLS;
-  ftsan__check_cells(t, cells, addr, log, is_write, 0, e, pc);
+  ftsan__check_cells(t, cells, addr, ftsan__cell_piece(base, addr, log), pc);
 }
 
 /* The fast path of a plain access of 1, 2, 4, 8 or 16 bytes (size a constant in each entry
@@ -60,15 +61,16 @@ FTSAN_ALWAYS_INLINE void access(uint64_t pc, uintptr_t addr, uint32_t size, int 
   if (FTSAN_UNLIKELY(!chunk)) return ftsan__access(pc, addr, size, is_write, 0);
   t->epoch = e;
   t->hist[e & t->hist_mask] = (pc & FTSAN_EV_PC_MASK) | (FTSAN_EV_TYPE_ACCESS << 62);
+  uint64_t base = ftsan__cell_base(t, e, is_write, 0);
   if (size <= 8) {
-    piece(t, chunk, addr, size == 8 ? 3 : size == 4 ? 2 : size == 2 ? 1 : 0, is_write, e, pc);
+    piece(t, chunk, addr, size == 8 ? 3 : size == 4 ? 2 : size == 2 ? 1 : 0, base, pc);
   } else if ((addr & 7) == 0) { /* 16 bytes, as vectorized loops make them */
-    piece(t, chunk, addr, 3, is_write, e, pc);
-    piece(t, chunk, addr + 8, 3, is_write, e, pc);
+    piece(t, chunk, addr, 3, base, pc);
+    piece(t, chunk, addr + 8, 3, base, pc);
   } else { /* 16 bytes at 4 mod 8: 4 + 8 + 4 */
-    piece(t, chunk, addr, 2, is_write, e, pc);
-    piece(t, chunk, addr + 4, 3, is_write, e, pc);
-    piece(t, chunk, addr + 12, 2, is_write, e, pc);
+    piece(t, chunk, addr, 2, base, pc);
+    piece(t, chunk, addr + 4, 3, base, pc);
+    piece(t, chunk, addr + 12, 2, base, pc);
   }
 }
 

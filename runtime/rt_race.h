@@ -44,14 +44,13 @@ FTSAN_ALWAYS_INLINE int ftsan__fast_slot(const uint64_t *cells, uint64_t cur) {
   __m128 a = ftsan__load_cells2(cells), b = ftsan__load_cells2(cells + 2);
   __m128i hi = _mm_castps_si128(_mm_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
   __m128i lo = _mm_castps_si128(_mm_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)));
-  uint32_t cur_hi = (uint32_t)(cur >> 32);
-  __m128i empty = _mm_cmpeq_epi32(_mm_or_si128(lo, hi), _mm_setzero_si128());
-  __m128i mine = _mm_cmpeq_epi32(_mm_and_si128(hi, _mm_set1_epi32((int)FTSAN_CELL_HI_TID)),
-                                 _mm_set1_epi32((int)(cur_hi & FTSAN_CELL_HI_TID)));
+  __m128i zero = _mm_setzero_si128();
+  __m128i diff = _mm_xor_si128(hi, _mm_set1_epi32((int)(uint32_t)(cur >> 32)));
+  __m128i empty = _mm_cmpeq_epi32(_mm_or_si128(lo, hi), zero);
+  __m128i mine = _mm_cmpeq_epi32(_mm_and_si128(diff, _mm_set1_epi32((int)FTSAN_CELL_HI_TID)), zero);
   if (FTSAN_UNLIKELY(_mm_movemask_ps(_mm_castsi128_ps(_mm_or_si128(empty, mine))) != 0xf))
     return -1;
-  __m128i same = _mm_cmpeq_epi32(_mm_and_si128(hi, _mm_set1_epi32((int)FTSAN_CELL_HI_KEY)),
-                                 _mm_set1_epi32((int)(cur_hi & FTSAN_CELL_HI_KEY)));
+  __m128i same = _mm_cmpeq_epi32(_mm_and_si128(diff, _mm_set1_epi32((int)FTSAN_CELL_HI_KEY)), zero);
   int m = _mm_movemask_ps(_mm_castsi128_ps(_mm_or_si128(same, empty)));
   /* Branches, not a computed index: a store whose address waits for the loads above makes
    * the next access to the same granule wait for this one; predicted branches let both run
@@ -79,15 +78,25 @@ FTSAN_ALWAYS_INLINE int ftsan__fast_slot(const uint64_t *cells, uint64_t cur) {
 }
 #endif
 
-/* Checks and records, in the four cells of one granule, an access of 1 << log bytes at
- * addr by thread t at epoch e (already in its history). The fast path (private data) is
- * small enough to inline into every entry point; cells of other threads need the full,
- * out-of-line check. */
+/* The part of a cell that is the same for every piece of one access: epoch, thread, kind.
+ * It is computed once per access: the stores into the shadow keep the compiler from keeping
+ * thread fields in registers from one piece to the next. */
+FTSAN_ALWAYS_INLINE uint64_t ftsan__cell_base(ftsan_thread *t, uint64_t e, int is_write,
+                                              int is_atomic) {
+  return CELL_MAKE(e, t->tid, 0, 0, is_write, is_atomic) | ((uint64_t)(t->gilstate != 0) << 61);
+}
+
+/* The cell of a piece of 1 << log bytes at addr of an access with that base. */
+FTSAN_ALWAYS_INLINE uint64_t ftsan__cell_piece(uint64_t base, uintptr_t addr, uint32_t log) {
+  return base | CELL_MAKE(0, 0, addr & 7, log, 0, 0);
+}
+
+/* Checks and records, in the four cells of one granule, the access cur (a cell value, its
+ * epoch already in the history of thread t). The fast path (private data) is small enough
+ * to inline into every entry point; cells of other threads need the full, out-of-line
+ * check. */
 FTSAN_ALWAYS_INLINE void ftsan__check_cells(ftsan_thread *t, uint64_t *cells, uintptr_t addr,
-                                            uint32_t log, int is_write, int is_atomic,
-                                            uint64_t e, uint64_t pc) {
-  uint64_t cur = CELL_MAKE(e, t->tid, addr & 7, log, is_write, is_atomic) |
-                 ((uint64_t)(t->gilstate != 0) << 61);
+                                            uint64_t cur, uint64_t pc) {
   int slot = ftsan__fast_slot(cells, cur);
   if (FTSAN_LIKELY(slot >= 0)) {
     __atomic_store_n(&cells[slot], cur, __ATOMIC_RELAXED);
@@ -97,11 +106,10 @@ FTSAN_ALWAYS_INLINE void ftsan__check_cells(ftsan_thread *t, uint64_t *cells, ui
 }
 
 /* The same for an address whose shadow is looked up here. */
-FTSAN_ALWAYS_INLINE void ftsan__check_granule(ftsan_thread *t, uintptr_t addr, uint32_t log,
-                                              int is_write, int is_atomic, uint64_t e,
+FTSAN_ALWAYS_INLINE void ftsan__check_granule(ftsan_thread *t, uintptr_t addr, uint64_t cur,
                                               uint64_t pc) {
   uint64_t *cells = ftsan__shadow_cells(addr);
-  if (FTSAN_LIKELY(cells != NULL)) ftsan__check_cells(t, cells, addr, log, is_write, is_atomic, e, pc);
+  if (FTSAN_LIKELY(cells != NULL)) ftsan__check_cells(t, cells, addr, cur, pc);
 }
 
 #endif
