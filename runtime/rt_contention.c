@@ -135,7 +135,8 @@ static uint64_t python_site(contention_state *s) {
   if (frame == s->memo_frame && ip == s->memo_ip) return s->memo_id;
   uintptr_t code;
   int offset;
-  if (!ftsan__python_frame(&code, &offset)) return 0;
+  if (!ftsan__python_frame_code(frame, ip, &code, &offset) && !ftsan__python_frame(&code, &offset))
+    return 0;
   pysite_cache_entry *c = &s->pysites[hash3(code, (uint64_t)offset, 0) & (PYSITE_CACHE - 1)];
   if (c->code == code && c->offset == offset) {
     s->memo_frame = frame;

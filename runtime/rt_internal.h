@@ -186,6 +186,9 @@ void ftsan__python_init(void);
 int ftsan__python_frame(uintptr_t *code, int *offset);
 /* The current frame and instruction pointer of the calling thread (a memo key). */
 int ftsan__python_frame_key(uintptr_t *frame, uintptr_t *ip);
+/* The code object and byte offset of that frame when it is a Python frame of its own (as
+ * ftsan__python_frame finds it, without walking); 0 for a C-stack frame. */
+int ftsan__python_frame_code(uintptr_t frame, uintptr_t ip, uintptr_t *code, int *offset);
 /* The innermost frame outside the import machinery. */
 int ftsan__python_frame_outside_imports(uintptr_t *code, int *offset);
 /* The calling thread's Python frames, innermost first; returns how many. */

@@ -147,6 +147,19 @@ int ftsan__python_frame(uintptr_t *code, int *offset) {
   return ftsan__python_stack(code, offset, 1);
 }
 
+int ftsan__python_frame_code(uintptr_t frame, uintptr_t ip, uintptr_t *code, int *offset) {
+  if (frames_ok != 1 || !frame) return 0;
+  const char *f = (const char *)frame;
+  if (*(const unsigned char *)(f + off_owner) == FRAME_OWNED_BY_CSTACK) return 0;
+  uintptr_t co = *(const uintptr_t *)(f + off_exec);
+  if (!co || *(const uintptr_t *)(co + 24) != code_type) return 0;
+  uintptr_t start = co + off_code;
+  if (ip < start) return 0;
+  *code = co;
+  *offset = (int)(ip - start);
+  return 1;
+}
+
 int ftsan__python_is_code(uintptr_t code) {
   if (frames_ok != 1) return 0;
   uintptr_t tp;
@@ -210,13 +223,32 @@ int ftsan__python_frame_key(uintptr_t *frame, uintptr_t *ip) {
 
 /* The innermost frame that is not import machinery (<frozen importlib...>): objects a C
  * extension creates while it is imported are created "at" the import statement. */
+/* Code objects the thread found not to be import machinery, direct-mapped; keyed on the
+ * file name object too, so that another code object at a reused address is not taken for
+ * one of them. Saves a string search per object created. */
+#define PLAIN_CODES 16
+static FTSAN_TLS struct { uintptr_t code, file; } plain_codes[PLAIN_CODES];
+
+static int is_import_machinery(uintptr_t code) {
+  uintptr_t file = *(const uintptr_t *)(code + off_file);
+  uint32_t i = (uint32_t)(((uint64_t)code * 0x9E3779B97F4A7C15ull) >> 60) & (PLAIN_CODES - 1);
+  if (plain_codes[i].code == code && plain_codes[i].file == file) return 0;
+  const char *fn = unicode_utf8((void *)file);
+  if (fn && (!strncmp(fn, "<frozen importlib", 17) || strstr(fn, "/importlib/"))) return 1;
+  plain_codes[i].code = code;
+  plain_codes[i].file = file;
+  return 0;
+}
+
 int ftsan__python_frame_outside_imports(uintptr_t *code, int *offset) {
+  /* Mostly the innermost frame is the answer: only an import walks further (a walk of 16
+   * frames for every object created cost more than the rest of the creation hook). */
   uintptr_t codes[16];
   int offsets[16];
-  int n = ftsan__python_stack(codes, offsets, 16);
+  if (ftsan__python_stack(codes, offsets, 1) == 0) return 0;
+  int n = is_import_machinery(codes[0]) ? ftsan__python_stack(codes, offsets, 16) : 1;
   for (int i = 0; i < n; i++) {
-    const char *fn = unicode_utf8(*(void **)(codes[i] + off_file));
-    if (fn && (!strncmp(fn, "<frozen importlib", 17) || strstr(fn, "/importlib/"))) continue;
+    if (n > 1 && is_import_machinery(codes[i])) continue;
     *code = codes[i];
     *offset = offsets[i];
     return 1;
