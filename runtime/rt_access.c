@@ -44,11 +44,12 @@ FTSAN_ALWAYS_INLINE void piece(ftsan_thread *t, uint64_t *chunk, uintptr_t addr,
  * Everything unusual (first use by a thread or of a chunk, history block boundaries,
  * statistics, odd alignment) restarts the access in access_slow, as a tail call where
  * possible (ThreadSanitizer's TraceRestart technique). */
-FTSAN_ALWAYS_INLINE void access(uint64_t pc, uintptr_t addr, uint32_t size, int is_write) {
+FTSAN_ALWAYS_INLINE void access(uint64_t pc, uintptr_t addr, uint32_t size, int is_write,
+                                int is_atomic) {
   if (FTSAN_UNLIKELY(!ftsan__race_on)) return; /* contention mode: nothing to do */
   ftsan_thread *t = ftsan__cur;
   if (FTSAN_UNLIKELY(!t || t->ignore || ftsan__opt.stats))
-    return ftsan__access(pc, addr, size, is_write, 0);
+    return ftsan__access(pc, addr, size, is_write, is_atomic);
   uint64_t e = t->epoch + 1;
   uintptr_t i1 = addr >> FTSAN_CHUNK_SHIFT;
   /* An access within one granule stays within one chunk; 16 bytes may cross into the next.
@@ -56,12 +57,12 @@ FTSAN_ALWAYS_INLINE void access(uint64_t pc, uintptr_t addr, uint32_t size, int 
   int fits = size <= 8 ? (addr & 7) + size <= 8
                        : (addr & 3) == 0 && ((addr + size - 1) >> FTSAN_CHUNK_SHIFT) == i1;
   if (FTSAN_UNLIKELY((e & (FTSAN_HIST_BLOCK - 1)) == 0 || !fits || i1 >= FTSAN_L1_SIZE))
-    return ftsan__access(pc, addr, size, is_write, 0);
+    return ftsan__access(pc, addr, size, is_write, is_atomic);
   uint64_t *chunk = __atomic_load_n(&ftsan__shadow_l1[i1], __ATOMIC_ACQUIRE);
-  if (FTSAN_UNLIKELY(!chunk)) return ftsan__access(pc, addr, size, is_write, 0);
+  if (FTSAN_UNLIKELY(!chunk)) return ftsan__access(pc, addr, size, is_write, is_atomic);
   t->epoch = e;
   t->hist[e & t->hist_mask] = (pc & FTSAN_EV_PC_MASK) | (FTSAN_EV_TYPE_ACCESS << 62);
-  uint64_t base = ftsan__cell_base(t, e, is_write, 0);
+  uint64_t base = ftsan__cell_base(t, e, is_write, is_atomic);
   if (size <= 8) {
     piece(t, chunk, addr, size == 8 ? 3 : size == 4 ? 2 : size == 2 ? 1 : 0, base, pc);
   } else if ((addr & 7) == 0) { /* 16 bytes, as vectorized loops make them */
@@ -75,8 +76,8 @@ FTSAN_ALWAYS_INLINE void access(uint64_t pc, uintptr_t addr, uint32_t size, int 
 }
 
 #define DEFINE_ACCESS(size)                                                                   \
-  FTSAN_EXPORT void __ftsan_read##size(void *addr) { access(CALLER_PC, (uintptr_t)addr, size, 0); } \
-  FTSAN_EXPORT void __ftsan_write##size(void *addr) { access(CALLER_PC, (uintptr_t)addr, size, 1); }
+  FTSAN_EXPORT void __ftsan_read##size(void *addr) { access(CALLER_PC, (uintptr_t)addr, size, 0, 0); } \
+  FTSAN_EXPORT void __ftsan_write##size(void *addr) { access(CALLER_PC, (uintptr_t)addr, size, 1, 0); }
 DEFINE_ACCESS(1)
 DEFINE_ACCESS(2)
 DEFINE_ACCESS(4)
@@ -100,6 +101,18 @@ static int has_acquire(uint32_t mo) {
          mo == FTSAN_MO_SEQ_CST;
 }
 
+/* The access of an atomic instruction, through the same fast path as plain accesses (locks
+ * are compare-and-swaps: the general path made each one cost twice as much). */
+static void atomic_access(uint64_t pc, uintptr_t addr, uint32_t log, int is_write) {
+  switch (log) {
+  case 0: return access(pc, addr, 1, is_write, 1);
+  case 1: return access(pc, addr, 2, is_write, 1);
+  case 2: return access(pc, addr, 4, is_write, 1);
+  case 3: return access(pc, addr, 8, is_write, 1);
+  default: return ftsan__access(pc, addr, (size_t)1 << log, is_write, 1);
+  }
+}
+
 /* Before an atomic instruction: record the access (atomics never race with each other, but
  * do with plain accesses) and publish release semantics at the address. */
 FTSAN_EXPORT void __ftsan_atomic_pre(void *addr, uint32_t desc) {
@@ -107,7 +120,7 @@ FTSAN_EXPORT void __ftsan_atomic_pre(void *addr, uint32_t desc) {
   ftsan_thread *t = ftsan__thread();
   if (FTSAN_UNLIKELY(t->ignore)) return;
   uint32_t op = FTSAN_ATOMIC_OP(desc), mo = FTSAN_ATOMIC_MO(desc);
-  ftsan__access(CALLER_PC, (uintptr_t)addr, (size_t)1 << FTSAN_ATOMIC_LOG2SIZE(desc), op != FTSAN_AOP_LOAD, 1);
+  atomic_access(CALLER_PC, (uintptr_t)addr, FTSAN_ATOMIC_LOG2SIZE(desc), op != FTSAN_AOP_LOAD);
   if (op != FTSAN_AOP_LOAD && has_release(mo)) ftsan__release(t, (uintptr_t)addr);
 }
 
