@@ -39,6 +39,14 @@ FTSAN_ALWAYS_INLINE void piece(ftsan_thread *t, uint64_t *chunk, uintptr_t addr,
   ftsan__check_cells(t, cells, addr, ftsan__cell_piece(base, addr, log), pc);
 }
 
+/* The history event of an access at pc. User-space code addresses on x86-64 are below
+ * 2^47, so there the PC needs no mask (the access event type is 0). */
+#if defined(__x86_64__)
+#define ACCESS_EVENT(pc) (pc)
+#else
+#define ACCESS_EVENT(pc) (((pc) & FTSAN_EV_PC_MASK) | (FTSAN_EV_TYPE_ACCESS << 62))
+#endif
+
 /* The fast path of a plain access of 1, 2, 4, 8 or 16 bytes (size a constant in each entry
  * point) that stays within one shadow chunk: one history event, then its granule pieces.
  * Everything unusual (first use by a thread or of a chunk, history block boundaries,
@@ -52,16 +60,17 @@ FTSAN_ALWAYS_INLINE void access(uint64_t pc, uintptr_t addr, uint32_t size, int 
     return ftsan__access(pc, addr, size, is_write, is_atomic);
   uint64_t e = t->epoch + 1;
   uintptr_t i1 = addr >> FTSAN_CHUNK_SHIFT;
-  /* An access within one granule stays within one chunk; 16 bytes may cross into the next.
-   * t->hist is not checked: a thread without history is ignored (rt_thread.c). */
-  int fits = size <= 8 ? (addr & 7) + size <= 8
+  /* A naturally aligned access of up to 8 bytes stays within one granule, hence one chunk
+   * (a misaligned one, rare, takes the general path); 16 bytes may cross into the next
+   * chunk. t->hist is not checked: a thread without history is ignored (rt_thread.c). */
+  int fits = size <= 8 ? (addr & (size - 1)) == 0
                        : (addr & 3) == 0 && ((addr + size - 1) >> FTSAN_CHUNK_SHIFT) == i1;
   if (FTSAN_UNLIKELY((e & (FTSAN_HIST_BLOCK - 1)) == 0 || !fits || i1 >= FTSAN_L1_SIZE))
     return ftsan__access(pc, addr, size, is_write, is_atomic);
   uint64_t *chunk = __atomic_load_n(&ftsan__shadow_l1[i1], __ATOMIC_ACQUIRE);
   if (FTSAN_UNLIKELY(!chunk)) return ftsan__access(pc, addr, size, is_write, is_atomic);
   t->epoch = e;
-  t->hist[e & t->hist_mask] = (pc & FTSAN_EV_PC_MASK) | (FTSAN_EV_TYPE_ACCESS << 62);
+  t->hist[e & t->hist_mask] = ACCESS_EVENT(pc);
   uint64_t base = ftsan__cell_base(t, e, is_write, is_atomic);
   if (size <= 8) {
     piece(t, chunk, addr, size == 8 ? 3 : size == 4 ? 2 : size == 2 ? 1 : 0, base, pc);

@@ -22,6 +22,9 @@
 #define FTSAN_NOINLINE __attribute__((noinline))
 #define FTSAN_EXPORT __attribute__((visibility("default")))
 #define FTSAN_TLS __thread __attribute__((tls_model("initial-exec")))
+/* On declarations of globals the access fast path reads: the library is built with hidden
+ * visibility, but a plain extern declaration is still reached through the GOT. */
+#define FTSAN_HIDDEN __attribute__((visibility("hidden")))
 
 /* ---- options (rt_options.c) --------------------------------------------------------- */
 struct ftsan_options {
@@ -32,7 +35,7 @@ struct ftsan_options {
 #include "rt_options.inc"
 #undef FTSAN_OPTION
 };
-extern struct ftsan_options ftsan__opt; /* written once at init, read-only after */
+extern FTSAN_HIDDEN struct ftsan_options ftsan__opt; /* written once at init, read-only after */
 void ftsan__options_init(void);
 void ftsan__opt_set_bool(int *dst, const char *v, size_t n);
 void ftsan__opt_set_int(int *dst, const char *v, size_t n);
@@ -50,7 +53,7 @@ void ftsan__unmap(void *p, size_t size);
 
 /* ---- warnings and state (rt_main.c) -------------------------------------------------- */
 extern volatile int ftsan__enabled;       /* analysis on; cleared once, never set again */
-extern int ftsan__race_on;                /* race detection on (mode=race); written at init */
+extern FTSAN_HIDDEN int ftsan__race_on;   /* race detection on (mode=race); written at init */
 extern int ftsan__initialized;            /* written once by ftsan__init_once */
 void ftsan__init_once(void);
 void ftsan__warn(uint32_t code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
