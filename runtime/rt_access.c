@@ -14,9 +14,10 @@ FTSAN_NOINLINE void ftsan__access(uint64_t pc, uintptr_t addr, size_t size, int 
   if (FTSAN_UNLIKELY(t->ignore)) return;
   ftsan__stats_add(t, pc, is_atomic ? FTSAN_EV_ATOMIC : is_write ? FTSAN_EV_WRITE : FTSAN_EV_READ);
   uint64_t e = ftsan__history_add(t, (pc & FTSAN_EV_PC_MASK) | (FTSAN_EV_TYPE_ACCESS << 62));
+  uint64_t base = ftsan__cell_base(t, e, is_write, is_atomic);
   if ((size == 1 || size == 2 || size == 4 || size == 8) && (addr & 7) + size <= 8) {
     uint32_t log = size == 8 ? 3 : size == 4 ? 2 : size == 2 ? 1 : 0;
-    ftsan__check_granule(t, addr, log, is_write, is_atomic, e, pc);
+    ftsan__check_granule(t, addr, ftsan__cell_piece(base, addr, log), pc);
     return;
   }
   uintptr_t end = addr + size;
@@ -26,53 +27,66 @@ FTSAN_NOINLINE void ftsan__access(uint64_t pc, uintptr_t addr, size_t size, int 
     /* A piece becomes the largest power-of-two access that fits from its offset. */
     uint32_t log = (n >= 8 && (addr & 7) == 0) ? 3 : (n >= 4 && (addr & 3) == 0) ? 2
                    : (n >= 2 && (addr & 1) == 0) ? 1 : 0;
-    ftsan__check_granule(t, addr, log, is_write, is_atomic, e, pc);
+    ftsan__check_granule(t, addr, ftsan__cell_piece(base, addr, log), pc);
     addr += (uintptr_t)1 << log;
   }
 }
 
 /* One granule-aligned piece of an access, in the fast path: the shadow chunk exists. */
 FTSAN_ALWAYS_INLINE void piece(ftsan_thread *t, uint64_t *chunk, uintptr_t addr, uint32_t log,
-                               int is_write, uint64_t e, uint64_t pc) {
+                               uint64_t base, uint64_t pc) {
   uint64_t *cells = chunk + ((addr & ((1u << FTSAN_CHUNK_SHIFT) - 1)) >> 3) * FTSAN_CELLS;
-  ftsan__check_cells(t, cells, addr, log, is_write, 0, e, pc);
+  ftsan__check_cells(t, cells, addr, ftsan__cell_piece(base, addr, log), pc);
 }
+
+/* The history event of an access at pc. User-space code addresses on x86-64 are below
+ * 2^47, so there the PC needs no mask (the access event type is 0). */
+#if defined(__x86_64__)
+#define ACCESS_EVENT(pc) (pc)
+#else
+#define ACCESS_EVENT(pc) (((pc) & FTSAN_EV_PC_MASK) | (FTSAN_EV_TYPE_ACCESS << 62))
+#endif
 
 /* The fast path of a plain access of 1, 2, 4, 8 or 16 bytes (size a constant in each entry
  * point) that stays within one shadow chunk: one history event, then its granule pieces.
  * Everything unusual (first use by a thread or of a chunk, history block boundaries,
  * statistics, odd alignment) restarts the access in access_slow, as a tail call where
  * possible (ThreadSanitizer's TraceRestart technique). */
-FTSAN_ALWAYS_INLINE void access(uint64_t pc, uintptr_t addr, uint32_t size, int is_write) {
+FTSAN_ALWAYS_INLINE void access(uint64_t pc, uintptr_t addr, uint32_t size, int is_write,
+                                int is_atomic) {
   if (FTSAN_UNLIKELY(!ftsan__race_on)) return; /* contention mode: nothing to do */
   ftsan_thread *t = ftsan__cur;
   if (FTSAN_UNLIKELY(!t || t->ignore || ftsan__opt.stats))
-    return ftsan__access(pc, addr, size, is_write, 0);
+    return ftsan__access(pc, addr, size, is_write, is_atomic);
   uint64_t e = t->epoch + 1;
   uintptr_t i1 = addr >> FTSAN_CHUNK_SHIFT;
-  int aligned = size <= 8 ? (addr & 7) + size <= 8 : (addr & 3) == 0;
-  if (FTSAN_UNLIKELY((e & (FTSAN_HIST_BLOCK - 1)) == 0 || !t->hist || !aligned ||
-                     i1 >= FTSAN_L1_SIZE || ((addr + size - 1) >> FTSAN_CHUNK_SHIFT) != i1))
-    return ftsan__access(pc, addr, size, is_write, 0);
+  /* A naturally aligned access of up to 8 bytes stays within one granule, hence one chunk
+   * (a misaligned one, rare, takes the general path); 16 bytes may cross into the next
+   * chunk. t->hist is not checked: a thread without history is ignored (rt_thread.c). */
+  int fits = size <= 8 ? (addr & (size - 1)) == 0
+                       : (addr & 3) == 0 && ((addr + size - 1) >> FTSAN_CHUNK_SHIFT) == i1;
+  if (FTSAN_UNLIKELY((e & (FTSAN_HIST_BLOCK - 1)) == 0 || !fits || i1 >= FTSAN_L1_SIZE))
+    return ftsan__access(pc, addr, size, is_write, is_atomic);
   uint64_t *chunk = __atomic_load_n(&ftsan__shadow_l1[i1], __ATOMIC_ACQUIRE);
-  if (FTSAN_UNLIKELY(!chunk)) return ftsan__access(pc, addr, size, is_write, 0);
+  if (FTSAN_UNLIKELY(!chunk)) return ftsan__access(pc, addr, size, is_write, is_atomic);
   t->epoch = e;
-  t->hist[e & t->hist_mask] = (pc & FTSAN_EV_PC_MASK) | (FTSAN_EV_TYPE_ACCESS << 62);
+  t->hist[e & t->hist_mask] = ACCESS_EVENT(pc);
+  uint64_t base = ftsan__cell_base(t, e, is_write, is_atomic);
   if (size <= 8) {
-    piece(t, chunk, addr, size == 8 ? 3 : size == 4 ? 2 : size == 2 ? 1 : 0, is_write, e, pc);
+    piece(t, chunk, addr, size == 8 ? 3 : size == 4 ? 2 : size == 2 ? 1 : 0, base, pc);
   } else if ((addr & 7) == 0) { /* 16 bytes, as vectorized loops make them */
-    piece(t, chunk, addr, 3, is_write, e, pc);
-    piece(t, chunk, addr + 8, 3, is_write, e, pc);
+    piece(t, chunk, addr, 3, base, pc);
+    piece(t, chunk, addr + 8, 3, base, pc);
   } else { /* 16 bytes at 4 mod 8: 4 + 8 + 4 */
-    piece(t, chunk, addr, 2, is_write, e, pc);
-    piece(t, chunk, addr + 4, 3, is_write, e, pc);
-    piece(t, chunk, addr + 12, 2, is_write, e, pc);
+    piece(t, chunk, addr, 2, base, pc);
+    piece(t, chunk, addr + 4, 3, base, pc);
+    piece(t, chunk, addr + 12, 2, base, pc);
   }
 }
 
 #define DEFINE_ACCESS(size)                                                                   \
-  FTSAN_EXPORT void __ftsan_read##size(void *addr) { access(CALLER_PC, (uintptr_t)addr, size, 0); } \
-  FTSAN_EXPORT void __ftsan_write##size(void *addr) { access(CALLER_PC, (uintptr_t)addr, size, 1); }
+  FTSAN_EXPORT void __ftsan_read##size(void *addr) { access(CALLER_PC, (uintptr_t)addr, size, 0, 0); } \
+  FTSAN_EXPORT void __ftsan_write##size(void *addr) { access(CALLER_PC, (uintptr_t)addr, size, 1, 0); }
 DEFINE_ACCESS(1)
 DEFINE_ACCESS(2)
 DEFINE_ACCESS(4)
@@ -96,6 +110,18 @@ static int has_acquire(uint32_t mo) {
          mo == FTSAN_MO_SEQ_CST;
 }
 
+/* The access of an atomic instruction, through the same fast path as plain accesses (locks
+ * are compare-and-swaps: the general path made each one cost twice as much). */
+static void atomic_access(uint64_t pc, uintptr_t addr, uint32_t log, int is_write) {
+  switch (log) {
+  case 0: return access(pc, addr, 1, is_write, 1);
+  case 1: return access(pc, addr, 2, is_write, 1);
+  case 2: return access(pc, addr, 4, is_write, 1);
+  case 3: return access(pc, addr, 8, is_write, 1);
+  default: return ftsan__access(pc, addr, (size_t)1 << log, is_write, 1);
+  }
+}
+
 /* Before an atomic instruction: record the access (atomics never race with each other, but
  * do with plain accesses) and publish release semantics at the address. */
 FTSAN_EXPORT void __ftsan_atomic_pre(void *addr, uint32_t desc) {
@@ -103,7 +129,7 @@ FTSAN_EXPORT void __ftsan_atomic_pre(void *addr, uint32_t desc) {
   ftsan_thread *t = ftsan__thread();
   if (FTSAN_UNLIKELY(t->ignore)) return;
   uint32_t op = FTSAN_ATOMIC_OP(desc), mo = FTSAN_ATOMIC_MO(desc);
-  ftsan__access(CALLER_PC, (uintptr_t)addr, (size_t)1 << FTSAN_ATOMIC_LOG2SIZE(desc), op != FTSAN_AOP_LOAD, 1);
+  atomic_access(CALLER_PC, (uintptr_t)addr, FTSAN_ATOMIC_LOG2SIZE(desc), op != FTSAN_AOP_LOAD);
   if (op != FTSAN_AOP_LOAD && has_release(mo)) ftsan__release(t, (uintptr_t)addr);
 }
 

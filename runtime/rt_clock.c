@@ -33,6 +33,17 @@ int ftsan__clock_init(void) {
   return buckets ? 0 : -1;
 }
 
+/* The bucket locks, inline: every lock operation of the program takes one or two (the
+ * out-of-line spin lock cost a call and a return each). Same protocol as ftsan__spin_lock. */
+static inline void bucket_lock(bucket *b) {
+  if (FTSAN_LIKELY(!__atomic_exchange_n(&b->lock.locked, 1, __ATOMIC_ACQUIRE))) return;
+  ftsan__spin_lock(&b->lock);
+}
+
+static inline void bucket_unlock(bucket *b) {
+  __atomic_store_n(&b->lock.locked, 0, __ATOMIC_RELEASE);
+}
+
 static bucket *bucket_of(uintptr_t addr) {
   uint64_t h = (uint64_t)addr * 0x9E3779B97F4A7C15ull;
   return &buckets[h >> (64 - 16)];
@@ -87,13 +98,13 @@ void ftsan__release(ftsan_thread *t, uintptr_t addr) {
   t->vc[t->tid] = t->epoch;
   uint32_t n = clock_len();
   bucket *b = bucket_of(addr);
-  ftsan__spin_lock(&b->lock);
+  bucket_lock(b);
   sync_obj *s = b->head;
   while (s && s->addr != addr) s = s->next;
   if (!s) {
     s = new_obj(addr);
     if (!s) {
-      ftsan__spin_unlock(&b->lock);
+      bucket_unlock(b);
       return;
     }
     s->next = b->head;
@@ -105,30 +116,30 @@ void ftsan__release(ftsan_thread *t, uintptr_t addr) {
     for (uint32_t i = 0; i < n; i++)
       if (t->vc[i] > s->clock[i]) s->clock[i] = t->vc[i];
   }
-  ftsan__spin_unlock(&b->lock);
+  bucket_unlock(b);
 }
 
 void ftsan__acquire(ftsan_thread *t, uintptr_t addr) {
   if (!buckets) return;
   bucket *b = bucket_of(addr);
-  ftsan__spin_lock(&b->lock);
+  bucket_lock(b);
   sync_obj *s = b->head;
   while (s && s->addr != addr) s = s->next;
   if (s)
     for (uint32_t i = 0; i < s->size; i++)
       if (s->clock[i] > t->vc[i]) t->vc[i] = s->clock[i];
-  ftsan__spin_unlock(&b->lock);
+  bucket_unlock(b);
 }
 
 void ftsan__sync_forget(uintptr_t addr) {
   if (!buckets) return;
   bucket *b = bucket_of(addr);
-  ftsan__spin_lock(&b->lock);
+  bucket_lock(b);
   sync_obj **p = &b->head;
   while (*p && (*p)->addr != addr) p = &(*p)->next;
   sync_obj *s = *p;
   if (s) *p = s->next;
-  ftsan__spin_unlock(&b->lock);
+  bucket_unlock(b);
   if (s) {
     ftsan__spin_lock(&free_lock);
     s->next = free_objs;

@@ -22,6 +22,9 @@
 #define FTSAN_NOINLINE __attribute__((noinline))
 #define FTSAN_EXPORT __attribute__((visibility("default")))
 #define FTSAN_TLS __thread __attribute__((tls_model("initial-exec")))
+/* On declarations of globals the access fast path reads: the library is built with hidden
+ * visibility, but a plain extern declaration is still reached through the GOT. */
+#define FTSAN_HIDDEN __attribute__((visibility("hidden")))
 
 /* ---- options (rt_options.c) --------------------------------------------------------- */
 struct ftsan_options {
@@ -32,7 +35,7 @@ struct ftsan_options {
 #include "rt_options.inc"
 #undef FTSAN_OPTION
 };
-extern struct ftsan_options ftsan__opt; /* written once at init, read-only after */
+extern FTSAN_HIDDEN struct ftsan_options ftsan__opt; /* written once at init, read-only after */
 void ftsan__options_init(void);
 void ftsan__opt_set_bool(int *dst, const char *v, size_t n);
 void ftsan__opt_set_int(int *dst, const char *v, size_t n);
@@ -50,7 +53,7 @@ void ftsan__unmap(void *p, size_t size);
 
 /* ---- warnings and state (rt_main.c) -------------------------------------------------- */
 extern volatile int ftsan__enabled;       /* analysis on; cleared once, never set again */
-extern int ftsan__race_on;                /* race detection on (mode=race); written at init */
+extern FTSAN_HIDDEN int ftsan__race_on;   /* race detection on (mode=race); written at init */
 extern int ftsan__initialized;            /* written once by ftsan__init_once */
 void ftsan__init_once(void);
 void ftsan__warn(uint32_t code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -197,6 +200,9 @@ int ftsan__python_frame(uintptr_t *code, int *offset);
 int ftsan__python_frame_key(uintptr_t *frame, uintptr_t *ip);
 /* The innermost Python frame at or outside frame (from ftsan__python_frame_key). */
 int ftsan__python_frame_from(uintptr_t frame, uintptr_t *code, int *offset);
+/* The code object and byte offset of that frame when it is a Python frame of its own (as
+ * ftsan__python_frame finds it, without walking); 0 for a C-stack frame. */
+int ftsan__python_frame_code(uintptr_t frame, uintptr_t ip, uintptr_t *code, int *offset);
 /* The innermost frame outside the import machinery, from frame outwards. */
 int ftsan__python_frame_outside_imports(uintptr_t frame, uintptr_t *code, int *offset);
 /* The calling thread's Python frames, innermost first; returns how many. */

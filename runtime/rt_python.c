@@ -177,6 +177,20 @@ uint64_t ftsan__python_code_ident(uintptr_t code) {
   return f * 0x9E3779B97F4A7C15ull ^ q;
 }
 
+/* The frame's own code and instruction offset, without walking; 0 when it is not a Python
+ * frame of its own (a C-stack or interpreter entry frame). ip is the key the caller read. */
+int ftsan__python_frame_code(uintptr_t frame, uintptr_t ip, uintptr_t *code, int *offset) {
+  (void)ip;
+  if (frames_ok != 1 || !frame) return 0;
+  uintptr_t co = ftsan_pylayout_frame_code(&layout, (const char *)frame, code_type);
+  if (!co) return 0;
+  int off = ftsan_pylayout_frame_offset(&layout, (const char *)frame, co);
+  if (off < 0) return 0;
+  *code = co;
+  *offset = off;
+  return 1;
+}
+
 int ftsan__python_frame_from(uintptr_t frame, uintptr_t *code, int *offset) {
   if (frames_ok != 1) return 0;
   return ftsan_pylayout_walk(&layout, (const char *)frame, code_type, code, offset, 1);

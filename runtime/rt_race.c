@@ -3,8 +3,10 @@
 #include "rt_borrow.h"
 #include "rt_race.h"
 
-FTSAN_NOINLINE void ftsan__check_granule_slow(ftsan_thread *t, uint64_t *cells, uintptr_t addr,
-                                              uint64_t cur, uint64_t pc) {
+/* The check as a loop over the cells, with the marks of freed memory (rare): a mark is
+ * checked for a use after free and then serves as an empty cell. */
+static FTSAN_NOINLINE void check_with_freed(ftsan_thread *t, uint64_t *cells, uintptr_t addr,
+                                           uint64_t cur, uint64_t pc) {
   uint32_t off = CELL_OFF(cur), size = 1u << CELL_LOG(cur);
   uint64_t is_write = CELL_WRITE(cur), is_atomic = CELL_ATOMIC(cur);
   int stored = 0;
@@ -43,4 +45,58 @@ FTSAN_NOINLINE void ftsan__check_granule_slow(ftsan_thread *t, uint64_t *cells, 
     ftsan__report_race(t, addr, cur, old, pc);
   }
   if (!stored) __atomic_store_n(&cells[CELL_EPOCH(cur) % FTSAN_CELLS], cur, __ATOMIC_RELAXED);
+}
+
+/* Whether two cells' byte ranges meet (a piece need not be aligned to its size: the
+ * general path keeps a misaligned access that fits in its granule whole). */
+FTSAN_ALWAYS_INLINE int cells_overlap(uint64_t a, uint64_t b) {
+  uint32_t oa = CELL_OFF(a), ob = CELL_OFF(b);
+  return oa < ob + (1u << CELL_LOG(b)) && ob < oa + (1u << CELL_LOG(a));
+}
+
+/* One cell of another thread against the access cur: reports a race unless both are
+ * reads, both atomic, the bytes differ, or the cell's access happens before. */
+FTSAN_ALWAYS_INLINE void check_foreign(ftsan_thread *t, uintptr_t addr, uint64_t cur, uint64_t old,
+                                       uint64_t pc) {
+  if (!((old | cur) & CELL_MAKE(0, 0, 0, 0, 1, 0))) return;   /* two reads */
+  if (old & cur & CELL_MAKE(0, 0, 0, 0, 0, 1)) return;        /* two atomics */
+  if (!cells_overlap(old, cur)) return;                       /* different bytes */
+  if (CELL_EPOCH(old) <= t->vc[CELL_TID(old)]) {              /* ordered by happens-before */
+    if (FTSAN_UNLIKELY(ftsan__csguard_nwatch)) ftsan__csguard_check(t, addr, cur, old, pc);
+    return;
+  }
+  ftsan__report_race(t, addr, cur, old, pc);
+}
+
+/* The same decisions as check_with_freed, with the four cells read once and the store made
+ * at the end: a store in the middle made the compiler reload the thread's fields for every
+ * cell after it (185 instructions a call; this path runs for every access to shared data).
+ * The access goes to the first cell that is empty or that it may replace: one of this
+ * thread's with the same bytes and atomicity, unless that one is a write and this a read
+ * (the write stays: it conflicts with more). Cells of other threads are checked after
+ * that pass, so that a mark of freed memory among them is found before any report. */
+FTSAN_NOINLINE void ftsan__check_granule_slow(ftsan_thread *t, uint64_t *cells, uintptr_t addr,
+                                              uint64_t cur, uint64_t pc) {
+  uint64_t c[FTSAN_CELLS];
+  uint64_t same_kind = CELL_MAKE(0, 0, 7, 3, !CELL_WRITE(cur), 1);
+  uint32_t me = t->tid;
+  int slot = -1;
+  unsigned foreign = 0, freed = 0;
+#pragma GCC unroll 4
+  for (int i = 0; i < FTSAN_CELLS; i++) {
+    uint64_t old = c[i] = __atomic_load_n(&cells[i], __ATOMIC_RELAXED);
+    if (old == 0) {
+      if (slot < 0) slot = i;
+    } else if (CELL_TID(old) == me) {
+      if (slot < 0 && ((old ^ cur) & same_kind) == 0) slot = i;
+    } else {
+      foreign |= 1u << i;
+      freed |= CELL_TID(old) == FTSAN_FREED_TID;
+    }
+  }
+  if (FTSAN_UNLIKELY(freed)) return check_with_freed(t, cells, addr, cur, pc);
+  for (; foreign; foreign &= foreign - 1)
+    check_foreign(t, addr, cur, c[__builtin_ctz(foreign)], pc);
+  if (slot < 0) slot = (int)(CELL_EPOCH(cur) % FTSAN_CELLS);
+  __atomic_store_n(&cells[slot], cur, __ATOMIC_RELAXED);
 }

@@ -37,7 +37,7 @@
 #define FTSAN_CHUNK_SHIFT 20 /* one second-level chunk shadows 1 MiB */
 #define FTSAN_L1_SIZE (1ull << (FTSAN_APP_BITS - FTSAN_CHUNK_SHIFT))
 
-extern uint64_t **ftsan__shadow_l1; /* entries installed once by CAS, never removed */
+extern FTSAN_HIDDEN uint64_t **ftsan__shadow_l1; /* entries installed once by CAS, never removed */
 
 uint64_t *ftsan__shadow_chunk_slow(uintptr_t addr);
 int ftsan__shadow_init(void);

@@ -49,7 +49,8 @@ static ftsan_thread *new_thread(void) {
 static void access(ftsan_thread *t, void *addr, uint32_t log, int write, int atomic) {
   uint64_t pc = 0x1000 + t->tid;
   uint64_t e = ftsan__history_add(t, pc);
-  ftsan__check_granule(t, (uintptr_t)addr, log, write, atomic, e, pc);
+  uint64_t cur = ftsan__cell_piece(ftsan__cell_base(t, e, write, atomic), (uintptr_t)addr, log);
+  ftsan__check_granule(t, (uintptr_t)addr, cur, pc);
 }
 
 static uint64_t word[64] __attribute__((aligned(8)));
