@@ -35,7 +35,6 @@ typedef struct contention_state {
   rc_slot *rc;
   lk_slot *lk;
   rc_slot *last;                 /* the slot counted last */
-  int32_t interp_countdown;      /* interpreter decrefs until the next sampled one */
   site_memo memo[SITE_MEMO];     /* frame states python_site resolved */
   site_memo cmemo[SITE_MEMO];    /* the same for creation sites */
   uint64_t rc_dropped, lk_dropped;
@@ -174,7 +173,7 @@ static uint64_t python_site(contention_state *s) {
 }
 
 static int32_t rc_period = 1; /* written once at init: ftsan__opt.refcount_sample */
-static int32_t interp_period = 1; /* written once at init */
+int32_t ftsan__contention_interp_period = 1; /* written once at init */
 
 void ftsan__contention_init(void) {
   alloc_table = ftsan__map(sizeof(uint64_t[2]) * ALLOC_TABLE);
@@ -186,7 +185,8 @@ void ftsan__contention_init(void) {
   /* The interpreter's own shared decrefs (the _Py_DecRefShared patch) are counted in full
    * in contention mode, where they are the point; race mode samples them 1 in 17, weighted
    * (their Python-line attribution was a fifth of a lock-heavy Python workload's time). */
-  interp_period = ftsan__opt.refcount_sample > 0 ? ftsan__opt.refcount_sample : ftsan__race_on ? 17 : 1;
+  ftsan__contention_interp_period =
+      ftsan__opt.refcount_sample > 0 ? ftsan__opt.refcount_sample : ftsan__race_on ? 17 : 1;
 }
 
 static void count_refcount(contention_state *s, uint64_t object, uint64_t type, uint64_t site,
@@ -259,8 +259,6 @@ void ftsan__contention_decref_shared(void *op, uint64_t caller) {
   if (t->ignore) return;
   contention_state *s = state(t);
   if (!s) return;
-  if (--s->interp_countdown > 0) return;
-  s->interp_countdown = interp_period;
   /* Decrefs of instrumented code were counted at their call site already (a sample that
    * lands on one is dropped; the interpreter's own are sampled evenly all the same). */
   if (ftsan__modules_is_instrumented(caller)) return;
@@ -269,7 +267,8 @@ void ftsan__contention_decref_shared(void *op, uint64_t caller) {
   t->ignore--;
   const char *o = op;
   uint32_t flags = classify(o, FTSAN_RCF_DECREF | FTSAN_RCF_INTERP) | (site ? FTSAN_RCF_PYSITE : 0);
-  count_refcount(s, (uint64_t)(uintptr_t)op, *(const uint64_t *)(o + 24), site, flags, (uint64_t)interp_period);
+  count_refcount(s, (uint64_t)(uintptr_t)op, *(const uint64_t *)(o + 24), site, flags,
+                 (uint64_t)ftsan__contention_interp_period);
 }
 
 void ftsan__contention_set_sync_site(uint64_t pc) { sync_site = pc; }

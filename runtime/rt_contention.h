@@ -6,7 +6,11 @@
 
 extern int ftsan__contention_on; /* written once at init */
 
-/* A decref by a non-owner seen in the interpreter; caller is the return address. */
+/* The interpreter's shared decrefs are counted 1 in this many (the _Py_DecRefShared patch
+ * keeps the countdown), each counting this many times. */
+extern int32_t ftsan__contention_interp_period; /* written once at init */
+/* A decref by a non-owner seen in the interpreter (a sampled one); caller is the return
+ * address. */
 void ftsan__contention_decref_shared(void *op, uint64_t caller);
 /* A lock acquisition that had to wait; object is the Python object owning the mutex or 0. */
 void ftsan__contention_lock_wait(uintptr_t lock, uintptr_t object, uint32_t flags, uint64_t wait_ns);
