@@ -107,7 +107,9 @@ static void text_process(const ftsan_trace *t, ftsan_symbolizer *sym, int show_s
       printf("     %s\n", t->modules[i].path);
     }
   if (!any) printf("   no instrumented module was loaded\n");
-  printf("   threads: %zu\n", t->nthreads);
+  /* Threads are recorded when they end: a trace cut short misses the ones still running. */
+  if (t->complete) printf("   threads: %zu\n", t->nthreads);
+  else printf("   threads: %zu finished before the trace ended\n", t->nthreads);
   if (!show_stats) return;
   fn_stats *fs;
   size_t n = collect_functions(t, sym, &fs);

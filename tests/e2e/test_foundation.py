@@ -83,6 +83,9 @@ class RunCommand(unittest.TestCase):
         self.assertEqual(r.returncode, 128 + 9)
         rep = report_json(os.path.join(self.work, "o"))
         self.assertFalse(rep["processes"][0]["complete"])
+        text = subprocess.run([FTSAN, "report", os.path.join(self.work, "o")], capture_output=True, text=True).stdout
+        self.assertIn("trace TRUNCATED", text)
+        self.assertIn("finished before the trace ended", text)  # the main thread never did
 
     def test_crash_leaves_a_readable_trace(self):
         r = ftsan_run([PYTHON, "-c", "import ctypes; ctypes.string_at(0)"], os.path.join(self.work, "o"))
