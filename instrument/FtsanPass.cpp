@@ -301,12 +301,16 @@ void FtsanInstrumentPass::findReadsBeforeWrites(Function &F, SmallPtrSetImpl<Ins
   for (BasicBlock &BB : F) {
     WrittenLater.clear();
     for (Instruction &I : reverse(BB)) {
+      if (I.isAtomic() || isa<FenceInst>(I)) {
+        WrittenLater.clear(); // an atomic load or store may synchronize too
+        continue;
+      }
       if (auto *SI = dyn_cast<StoreInst>(&I)) {
-        if (!SI->isAtomic() && !SI->isVolatile() && !SI->getMetadata(kRefcountMD))
+        if (!SI->isVolatile() && !SI->getMetadata(kRefcountMD))
           WrittenLater[SI->getPointerOperand()] =
               DL.getTypeStoreSize(SI->getValueOperand()->getType()).getKnownMinValue();
       } else if (auto *LI = dyn_cast<LoadInst>(&I)) {
-        if (LI->isAtomic() || LI->isVolatile())
+        if (LI->isVolatile())
           continue;
         auto It = WrittenLater.find(LI->getPointerOperand());
         if (It != WrittenLater.end() && !DL.getTypeStoreSize(LI->getType()).isScalable() &&
@@ -314,8 +318,6 @@ void FtsanInstrumentPass::findReadsBeforeWrites(Function &F, SmallPtrSetImpl<Ins
           Skip.insert(LI);
       } else if (isa<CallBase>(I) && !isa<DbgInfoIntrinsic>(I)) {
         WrittenLater.clear(); // a call may synchronize, or not return
-      } else if (I.isAtomic() || isa<FenceInst>(I)) {
-        WrittenLater.clear();
       }
     }
   }

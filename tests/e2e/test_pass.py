@@ -104,17 +104,21 @@ class PassApplied(unittest.TestCase):
     def test_read_before_write_in_one_block_is_checked_once(self):
         """A load that the same block stores back to, with no call in between, is covered
         by the store's check; a call in between keeps both (it may synchronize)."""
-        code = ("long rmw_g, rmw_h;\nvoid ext(void);\n"
+        code = ("#include <stdatomic.h>\nlong rmw_g, rmw_h, rmw_i;\n_Atomic int ready;\nvoid ext(void);\n"
                 "void rmw(long k) { rmw_g += k; }\n"
-                "long call_between(long k) { long v = rmw_h; ext(); rmw_h = v + k; return v; }\n")
+                "long call_between(long k) { long v = rmw_h; ext(); rmw_h = v + k; return v; }\n"
+                "long acquire_between(long k) { long v = rmw_i;\n"
+                "  if (atomic_load_explicit(&ready, memory_order_acquire)) k++;\n"
+                "  rmw_i = v + k; return v; }\n")
         for opt in ("-O0", "-O2"):
             text = ir(code, opt, self.work)
             body = calls(function_body(text, "rmw"))
             self.assertIn("__ftsan_write8", body, opt)
             self.assertNotIn("__ftsan_read8", body, opt)
-            body = calls(function_body(text, "call_between"))
-            self.assertIn("__ftsan_read8", body, opt)
-            self.assertIn("__ftsan_write8", body, opt)
+            for fn in ("call_between", "acquire_between"):  # a call or an atomic may synchronize
+                body = calls(function_body(text, fn))
+                self.assertIn("__ftsan_read8", body, (fn, opt))
+                self.assertIn("__ftsan_write8", body, (fn, opt))
 
     def test_sync_calls_are_redirected(self):
         for opt in ("-O0", "-O2"):
