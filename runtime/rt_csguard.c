@@ -33,25 +33,41 @@
 
 FTSAN_TLS uint32_t ftsan__csguard_nwatch;
 static FTSAN_TLS uintptr_t watch_mutex[WATCH_MAX], watch_field[WATCH_MAX];
-static FTSAN_TLS uint64_t *kept;   /* the thread's vector clock at the first suspension */
-static FTSAN_TLS uint32_t kept_len;
-static FTSAN_TLS uint64_t susp_stack[FTSAN_SUSPEND_STACK]; /* where it was suspended */
-static FTSAN_TLS uint32_t susp_len;
+/* Per watch, the thread's vector clock at the suspension that started it (each watch its
+ * own: a section entered after an earlier suspension was ordered after changes made before
+ * it), and where that suspension was. WATCH_MAX rows of FTSAN_MAX_THREADS, mapped on first
+ * use and touched only as far as threads exist. */
+static FTSAN_TLS uint64_t *kept;
+static FTSAN_TLS uint32_t kept_len[WATCH_MAX];
+static FTSAN_TLS uint64_t (*susp_stack)[FTSAN_SUSPEND_STACK]; /* WATCH_MAX rows, mapped with kept */
+static FTSAN_TLS uint32_t susp_len[WATCH_MAX];
 
 /* The C stack of the suspension, without the runtime's own frames (the hook): it shows the
  * blocking call inside the section. Taken once per watch, so its cost does not matter. */
-static void capture_suspension(ftsan_thread *t) {
+static void capture_suspension(ftsan_thread *t, uint32_t w) {
   void *pcs[FTSAN_SUSPEND_STACK + 8];
   t->ignore++;
   int n = unw_backtrace(pcs, FTSAN_SUSPEND_STACK + 8);
   t->ignore--;
   Dl_info self, info;
-  susp_len = 0;
+  uint32_t k = 0;
   int have_self = dladdr((void *)capture_suspension, &self) != 0;
-  for (int i = 0; i < n && susp_len < FTSAN_SUSPEND_STACK; i++) {
-    if (have_self && susp_len == 0 && dladdr(pcs[i], &info) && info.dli_fbase == self.dli_fbase) continue;
-    susp_stack[susp_len++] = (uint64_t)(uintptr_t)pcs[i];
+  for (int i = 0; i < n && k < FTSAN_SUSPEND_STACK; i++) {
+    if (have_self && k == 0 && dladdr(pcs[i], &info) && info.dli_fbase == self.dli_fbase) continue;
+    susp_stack[w][k++] = (uint64_t)(uintptr_t)pcs[i];
   }
+  susp_len[w] = k;
+}
+
+static void drop_watch(uint32_t k) {
+  uint32_t last = --ftsan__csguard_nwatch;
+  if (k == last) return;
+  watch_mutex[k] = watch_mutex[last];
+  watch_field[k] = watch_field[last];
+  kept_len[k] = kept_len[last];
+  for (uint32_t i = 0; i < kept_len[k]; i++) kept[(size_t)k * FTSAN_MAX_THREADS + i] = kept[(size_t)last * FTSAN_MAX_THREADS + i];
+  susp_len[k] = susp_len[last];
+  for (uint32_t i = 0; i < susp_len[k]; i++) susp_stack[k][i] = susp_stack[last][i];
 }
 
 /* The field that stands for a container's contents, 0 for other objects. */
@@ -75,53 +91,54 @@ static int touched_since(ftsan_thread *t, uintptr_t field, uint64_t since) {
 }
 
 void ftsan__csguard_suspended(ftsan_thread *t, const uintptr_t *mutexes, const uint64_t *since, uint32_t n) {
-  uint32_t before = ftsan__csguard_nwatch;
   for (uint32_t i = 0; i < n && ftsan__csguard_nwatch < WATCH_MAX; i++) {
     if (mutexes[i] < 4096) continue;
     uintptr_t field = contents_field(mutexes[i] - OB_MUTEX_OFFSET);
     if (!field || !touched_since(t, field, since[i])) continue;
     int dup = 0;
     for (uint32_t k = 0; k < ftsan__csguard_nwatch; k++) dup |= watch_field[k] == field;
-    if (dup) continue;
-    watch_mutex[ftsan__csguard_nwatch] = mutexes[i];
-    watch_field[ftsan__csguard_nwatch] = field;
-    ftsan__csguard_nwatch++;
-  }
-  /* The clock is kept from the first suspension that left a watch: what changed since
-   * then is unseen by every watched read that has not happened yet. */
-  if (before == 0 && ftsan__csguard_nwatch > 0) {
-    if (!kept) kept = ftsan__map(sizeof(uint64_t) * FTSAN_MAX_THREADS);
+    if (dup) continue; /* the earlier suspension's clock stays: the read was before it */
     if (!kept) {
-      ftsan__csguard_nwatch = 0;
-      return;
+      kept = ftsan__map(sizeof(uint64_t) * FTSAN_MAX_THREADS * WATCH_MAX);
+      susp_stack = ftsan__map(sizeof(uint64_t[FTSAN_SUSPEND_STACK]) * WATCH_MAX);
+      if (!kept || !susp_stack) {
+        kept = NULL; /* a mapping that failed: no check in this thread (leaks the other) */
+        return;
+      }
     }
+    uint32_t w = ftsan__csguard_nwatch++;
+    watch_mutex[w] = mutexes[i];
+    watch_field[w] = field;
     uint32_t len = __atomic_load_n(&ftsan__thread_count, __ATOMIC_ACQUIRE);
-    kept_len = len > FTSAN_MAX_THREADS ? FTSAN_MAX_THREADS : len;
-    for (uint32_t k = 0; k < kept_len; k++) kept[k] = t->vc[k];
-    capture_suspension(t);
+    kept_len[w] = len > FTSAN_MAX_THREADS ? FTSAN_MAX_THREADS : len;
+    for (uint32_t k = 0; k < kept_len[w]; k++) kept[(size_t)w * FTSAN_MAX_THREADS + k] = t->vc[k];
+    capture_suspension(t, w);
   }
 }
 
 void ftsan__csguard_end(uintptr_t mutex) {
   for (uint32_t k = 0; k < ftsan__csguard_nwatch;) {
-    if (watch_mutex[k] == mutex) {
-      ftsan__csguard_nwatch--;
-      watch_mutex[k] = watch_mutex[ftsan__csguard_nwatch];
-      watch_field[k] = watch_field[ftsan__csguard_nwatch];
-    } else {
-      k++;
-    }
+    if (watch_mutex[k] == mutex) drop_watch(k);
+    else k++;
   }
 }
 
+/* A read (a write needs no earlier state: appending after the blocking call is fine) of a
+ * watched field, whose shadow holds old, a write of another thread ordered before it. A
+ * write newer than the watch's clock was made while the section was suspended. One report
+ * per watch: the thread has now seen the new state. */
 void ftsan__csguard_check(ftsan_thread *t, uintptr_t addr, uint64_t cur, uint64_t old, uint64_t pc) {
+  if (CELL_WRITE(cur)) return;
   uintptr_t g = addr & ~(uintptr_t)7;
   for (uint32_t k = 0; k < ftsan__csguard_nwatch; k++) {
     if (watch_field[k] != g) continue;
     uint32_t w = CELL_TID(old);
     if (w == t->tid || !CELL_WRITE(old)) return;
-    uint64_t seen = w < kept_len ? kept[w] : 0;
-    if (CELL_EPOCH(old) > seen) ftsan__report_cs_interrupted(t, addr, cur, old, pc, susp_stack, susp_len);
+    uint64_t seen = w < kept_len[k] ? kept[(size_t)k * FTSAN_MAX_THREADS + w] : 0;
+    if (CELL_EPOCH(old) > seen) {
+      ftsan__report_cs_interrupted(t, addr, cur, old, pc, susp_stack[k], susp_len[k]);
+      drop_watch(k);
+    }
     return;
   }
 }

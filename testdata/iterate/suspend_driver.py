@@ -21,6 +21,9 @@ def reader():
     start.wait()
     for _ in range(30):
         mod.apply_all(shared, slow)
+        if hasattr(mod, "append_after"):  # the fixed module: a write after the blocking call
+            for _ in range(16):
+                mod.append_after(shared, slow)
     done.set()
 
 
@@ -30,6 +33,8 @@ def writer():
     while not done.is_set():
         shared.append(i % 100)  # never below the size the loop read
         shared.pop(0)
+        if len(shared) > 16:  # what append_after added
+            shared.pop()
         i += 1
         time.sleep(0)  # lets the reader take the list's lock back
 

@@ -25,8 +25,23 @@ static PyObject *apply_all(PyObject *module, PyObject *args) {
   return PyLong_FromLong(total);
 }
 
+/* Reads the list inside its critical section, calls fn (which blocks), then inserts: the
+ * append needs nothing read before the call, so the interrupted section is harmless here. */
+static PyObject *append_after(PyObject *module, PyObject *args) {
+  PyObject *list, *fn, *r = NULL;
+  if (!PyArg_ParseTuple(args, "O!O", &PyList_Type, &list, &fn)) return NULL;
+  Py_BEGIN_CRITICAL_SECTION(list);
+  PyObject *first = PyList_GET_SIZE(list) ? Py_NewRef(PyList_GET_ITEM(list, 0)) : Py_NewRef(Py_None);
+  r = PyObject_CallOneArg(fn, first); /* may block: the section is suspended */
+  Py_DECREF(first);
+  if (r && PyList_Insert(list, 0, r) < 0) Py_CLEAR(r); /* through list_resize: a write */
+  Py_END_CRITICAL_SECTION();
+  return r;
+}
+
 static PyMethodDef methods[] = {
     {"apply_all", apply_all, METH_VARARGS, "sum of fn(item) over a list"},
+    {"append_after", append_after, METH_VARARGS, "fn(list[0]), inserted at the front"},
     {NULL, NULL, 0, NULL},
 };
 
