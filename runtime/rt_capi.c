@@ -232,8 +232,10 @@ FTSAN_EXPORT void *__ftsan_PyEval_SaveThread(void) {
 
 FTSAN_EXPORT void __ftsan_PyEval_RestoreThread(void *tstate) {
   ENSURE_REAL(PyEval_RestoreThread);
+  /* Attaching again may wait: for the GIL, for the suspended critical sections. */
+  ftsan_thread *t = sync_thread(CALLER_PC);
   real_PyEval_RestoreThread(tstate);
-  ftsan_thread *t = sync_thread_nowait(CALLER_PC);
+  ftsan__contention_set_sync_site(0);
   if (t) resume_held(t);
 }
 

@@ -134,6 +134,9 @@ void ftsan__acquire(ftsan_thread *t, uintptr_t addr) {
 void ftsan__sync_forget(uintptr_t addr) {
   if (!buckets) return;
   bucket *b = bucket_of(addr);
+  /* Most frees concern memory that never was a sync object: an empty bucket says so
+   * without the lock (a racing insertion is of another address, or of a live object). */
+  if (!__atomic_load_n(&b->head, __ATOMIC_RELAXED)) return;
   bucket_lock(b);
   sync_obj **p = &b->head;
   while (*p && (*p)->addr != addr) p = &(*p)->next;

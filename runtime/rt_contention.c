@@ -297,7 +297,10 @@ static void record_creation(uintptr_t op, uint64_t site) {
     int w = (int)((op >> 4) + (uintptr_t)k) & (ALLOC_WAYS - 1); /* spread the victims */
     if (!(__atomic_load_n(&set[w][1], __ATOMIC_RELAXED) & ALLOC_HOT)) way = w;
   }
-  if (way < 0) return; /* four objects in use already: keep them */
+  /* Four objects seen in use: keep them. (Their entries stay until their addresses are
+   * reused; in a long run a set full of dead objects that were once in use records no new
+   * creations. Ageing them made a loop's temporaries evict live shared objects again.) */
+  if (way < 0) return;
   __atomic_store_n(&set[way][0], 0, __ATOMIC_RELAXED);
   __atomic_store_n(&set[way][1], site, __ATOMIC_RELAXED);
   __atomic_store_n(&set[way][0], (uint64_t)op, __ATOMIC_RELEASE);

@@ -134,6 +134,11 @@ static void hook_mi_free(void *p) {
   if (p && ftsan__race_on && mi_usable_size_fn) {
     size_t size = mi_usable_size_fn(p);
     ftsan__heap_forget((uintptr_t)p);
+    /* A dead object's critical section (its ob_mutex, which container hooks and
+     * Py_BEGIN_CRITICAL_SECTION release into) must not order the next object there. The
+     * object starts at the block, or 16 bytes in (the pre-header of managed dicts). */
+    if (size >= 32) ftsan__sync_forget((uintptr_t)p + OB_MUTEX_OFFSET);
+    if (size >= 48) ftsan__sync_forget((uintptr_t)p + 16 + OB_MUTEX_OFFSET);
     ftsan__shadow_clear((uintptr_t)p, size);
     ftsan__borrow_freed(p, size); /* a borrowed object dying: mark it freed */
   }

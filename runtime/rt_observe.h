@@ -7,7 +7,7 @@
  * also clobbers every caller-saved register, which a caller compiled with interprocedural
  * register allocation (GCC's -fipa-ra, on at -O2) may rely on when the callee is in its own
  * translation unit. An observer thunk avoids both: it saves the argument and scratch
- * registers (rdi, rsi, rdx, rcx, r8-r11, rax, xmm0-7), calls
+ * registers (rdi, rsi, rdx, rcx, r8-r11, rax, xmm0-15), calls
  *     void observer(void *object, uint64_t caller)
  * with the object taken from one argument register and the hooked function's return
  * address, restores them all and jumps to the original through the trampoline pointer. The
@@ -20,6 +20,8 @@
 #define FTSAN__STR(x) #x
 #define FTSAN__PUSH(r) "push %" #r "\n.cfi_adjust_cfa_offset 8\n"
 #define FTSAN__POP(r) "pop %" #r "\n.cfi_adjust_cfa_offset -8\n"
+#define FTSAN__SAVE_XMM(n) "movdqu %xmm" #n ", " #n "*16(%rsp)\n"
+#define FTSAN__LOAD_XMM(n) "movdqu " #n "*16(%rsp), %xmm" #n "\n"
 
 /* Defines `void thunk(void)`: observer(object register objreg, caller), then *original. The
  * observer and original must be non-static (hidden) symbols of this library. */
@@ -29,17 +31,19 @@
           #thunk ":\n.cfi_startproc\nendbr64\n"                                                 \
           FTSAN__PUSH(rdi) FTSAN__PUSH(rsi) FTSAN__PUSH(rdx) FTSAN__PUSH(rcx) FTSAN__PUSH(r8)    \
           FTSAN__PUSH(r9) FTSAN__PUSH(rax) FTSAN__PUSH(r10) FTSAN__PUSH(r11)                     \
-          "sub $128, %rsp\n.cfi_adjust_cfa_offset 128\n"                                        \
-          "movdqu %xmm0, 0(%rsp)\nmovdqu %xmm1, 16(%rsp)\nmovdqu %xmm2, 32(%rsp)\n"             \
-          "movdqu %xmm3, 48(%rsp)\nmovdqu %xmm4, 64(%rsp)\nmovdqu %xmm5, 80(%rsp)\n"            \
-          "movdqu %xmm6, 96(%rsp)\nmovdqu %xmm7, 112(%rsp)\n"                                   \
+          "sub $256, %rsp\n.cfi_adjust_cfa_offset 256\n"                                        \
+          FTSAN__SAVE_XMM(0) FTSAN__SAVE_XMM(1) FTSAN__SAVE_XMM(2) FTSAN__SAVE_XMM(3)            \
+          FTSAN__SAVE_XMM(4) FTSAN__SAVE_XMM(5) FTSAN__SAVE_XMM(6) FTSAN__SAVE_XMM(7)            \
+          FTSAN__SAVE_XMM(8) FTSAN__SAVE_XMM(9) FTSAN__SAVE_XMM(10) FTSAN__SAVE_XMM(11)          \
+          FTSAN__SAVE_XMM(12) FTSAN__SAVE_XMM(13) FTSAN__SAVE_XMM(14) FTSAN__SAVE_XMM(15)        \
           "mov %" objreg ", %rdi\n"                                                              \
-          "mov 200(%rsp), %rsi\n" /* 128 + 9 * 8: the hooked function's return address */       \
+          "mov 328(%rsp), %rsi\n" /* 256 + 9 * 8: the hooked function's return address */       \
           "call " #observer "\n"                                                                 \
-          "movdqu 0(%rsp), %xmm0\nmovdqu 16(%rsp), %xmm1\nmovdqu 32(%rsp), %xmm2\n"             \
-          "movdqu 48(%rsp), %xmm3\nmovdqu 64(%rsp), %xmm4\nmovdqu 80(%rsp), %xmm5\n"            \
-          "movdqu 96(%rsp), %xmm6\nmovdqu 112(%rsp), %xmm7\n"                                   \
-          "add $128, %rsp\n.cfi_adjust_cfa_offset -128\n"                                       \
+          FTSAN__LOAD_XMM(0) FTSAN__LOAD_XMM(1) FTSAN__LOAD_XMM(2) FTSAN__LOAD_XMM(3)            \
+          FTSAN__LOAD_XMM(4) FTSAN__LOAD_XMM(5) FTSAN__LOAD_XMM(6) FTSAN__LOAD_XMM(7)            \
+          FTSAN__LOAD_XMM(8) FTSAN__LOAD_XMM(9) FTSAN__LOAD_XMM(10) FTSAN__LOAD_XMM(11)          \
+          FTSAN__LOAD_XMM(12) FTSAN__LOAD_XMM(13) FTSAN__LOAD_XMM(14) FTSAN__LOAD_XMM(15)        \
+          "add $256, %rsp\n.cfi_adjust_cfa_offset -256\n"                                       \
           FTSAN__POP(r11) FTSAN__POP(r10) FTSAN__POP(rax) FTSAN__POP(r9) FTSAN__POP(r8)          \
           FTSAN__POP(rcx) FTSAN__POP(rdx) FTSAN__POP(rsi) FTSAN__POP(rdi)                        \
           "jmp *" #original "(%rip)\n"                                                           \

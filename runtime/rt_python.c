@@ -39,9 +39,11 @@ int ftsan__python_gil_state(void) {
   /* 3.13.5 leaves gil_runtime_state_enabled at 0; `enabled` is the first field of the
    * interpreter's struct _gil_runtime_state in free-threaded builds (checked: it becomes
    * INT_MAX when an import enables the GIL permanently). */
-  uint64_t enabled_off = layout.gil_enabled ? layout.gil_enabled : layout.gil_state;
+  /* gil_runtime_state_enabled is relative to the GIL's struct (offsetof(struct
+   * _gil_runtime_state, enabled)), which sits at gil_runtime_state in the interpreter. */
+  uint64_t enabled_off = layout.gil_state + layout.gil_enabled;
   const char *interp = *(const char *const *)(runtime_addr + layout.interpreters_head);
-  if (!interp || enabled_off == 0) return -1;
+  if (!interp || layout.gil_state == 0) return -1;
   int enabled;
   memcpy(&enabled, interp + enabled_off, sizeof enabled);
   return enabled < 0 ? 1 : enabled;

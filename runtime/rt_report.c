@@ -163,6 +163,12 @@ static void report_pair(ftsan_thread *t, uintptr_t addr, uint64_t cur, uint64_t 
   }
   const uint64_t *alloc_stack = blk.stack;
   uint32_t alloc_tid = mem_kind == FTSAN_MEM_HEAP ? blk.tid : 0;
+  if (kind == FTSAN_FINDING_CS_INTERRUPTED) {
+    /* The allocation-stack fields carry the suspension: a container in a malloc'd block
+     * (PYTHONMALLOC=malloc) is described without its allocation. */
+    if (mem_kind == FTSAN_MEM_HEAP) mem_kind = FTSAN_MEM_UNKNOWN, obj = 0, obj_size = 0;
+    nalloc = 0;
+  }
   if (mem_kind != FTSAN_MEM_HEAP && nextra) {
     alloc_stack = extra;
     nalloc = nextra < FTSAN_SUSPEND_STACK ? nextra : FTSAN_SUSPEND_STACK;

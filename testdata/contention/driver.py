@@ -7,6 +7,7 @@ pylock: threads take one threading.Lock right after the extension ended a critic
 immortal: threads take references to None and small ints."""
 import sys
 import threading
+import time
 
 import contention_ext
 
@@ -45,10 +46,10 @@ PYLOCK = threading.Lock()
 
 
 def pylock(n):
-    for i in range(N // 10):
+    for i in range(N // 100):
         contention_ext.locked_update(counts, n)  # its critical section ends in C ...
         with PYLOCK:  # ... and the wait here is this Python line's
-            sum(range(50))
+            time.sleep(0.0002)  # held long enough that the other threads wait
 
 
 def immortal(n):
