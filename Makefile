@@ -27,7 +27,10 @@ build: setup
 demo: build
 	@scripts/demo.sh $(BUILD) "$$(cat $(BUILD)/python-path)"
 
+# The 3.14 frame-layout test runs a real CPython 3.14 fetched (unpacked, not installed) into
+# the cache by scripts/fetch-python314.sh.
 test: build
+	@dir=$$(scripts/fetch-python314.sh | tail -1) && test -f "$$dir/ready" && echo "$$dir" > $(BUILD)/python314-dir
 	@cd $(BUILD) && ctest --output-on-failure -j2
 
 bench: build

@@ -96,7 +96,9 @@ static void text_process(const ftsan_trace *t, ftsan_symbolizer *sym, int show_s
   printf("== process %u: %s ==\n", t->header.pid, t->cmdline ? t->cmdline : "?");
   printf("   python %s%s%s%s\n", ver,
          t->proc_flags & FTSAN_PROC_FREE_THREADED ? ", free-threaded" : "",
-         t->python_version ? (ftsan_trace_gil_enabled(t) ? ", GIL ENABLED (races may be hidden)" : ", GIL disabled") : "",
+         !t->python_version ? ""
+         : !(t->proc_flags & FTSAN_PROC_FREE_THREADED) ? ", a GIL build (races may be hidden)"
+         : ftsan_trace_gil_enabled(t) ? ", GIL ENABLED (races may be hidden)" : ", GIL disabled",
          t->complete ? "" : ", trace TRUNCATED (the process crashed or was killed)");
   for (size_t w = 0; w < t->nwarnings; w++) printf("   warning: %s\n", t->warnings[w].msg);
   int any = 0;

@@ -258,7 +258,7 @@ void ftsan__init_once(void) {
     ftsan__warn(FTSAN_WARN_NOT_PYTHON, "the host program is not python (no _PyRuntime); "
                 "Python-aware features are off");
   else if (!ftsan__python_free_threaded())
-    ftsan__warn(FTSAN_WARN_NOT_PYTHON, "python %x.%x is not a free-threaded build: the GIL "
+    ftsan__warn(FTSAN_WARN_NOT_PYTHON, "python %u.%u is not a free-threaded build: the GIL "
                 "serializes threads and hides races; use python3.13t or python3.14t",
                 (ftsan__python_version() >> 24) & 0xff, (ftsan__python_version() >> 16) & 0xff);
   /* What is known at start goes to disk now: a process killed with SIGKILL still leaves a

@@ -64,10 +64,10 @@ static int frames_ok = -1; /* -1 not set up yet, 0 unsupported, 1 supported */
 static int frames_init(void) {
   if (frames_ok >= 0) return frames_ok;
   frames_ok = 0;
-  if (!runtime_addr || !layout.free_threaded || !layout_ok) {
+  if (!runtime_addr || !layout_ok) {
     if (runtime_addr)
-      ftsan__warn(FTSAN_WARN_GENERIC, "python %x.%x%s: Python source lines are not attributed "
-                  "(frame layouts are known for free-threaded 3.13 and 3.14)", layout.version >> 24,
+      ftsan__warn(FTSAN_WARN_GENERIC, "python %u.%u%s: Python source lines are not attributed "
+                  "(frame layouts are known for 3.13 and 3.14)", layout.version >> 24,
                   (layout.version >> 16) & 0xff, layout.free_threaded ? "t" : "");
     return 0;
   }

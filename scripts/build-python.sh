@@ -30,27 +30,10 @@ fi
 command -v apt-get >/dev/null || die "no free-threaded python found and no apt-get to build one; set FTSAN_PYTHON to a python3.13t or python3.14t"
 
 work="$cache/build-$ver"
-rm -rf "$work"; mkdir -p "$work/apt/lists/partial" "$work/apt/cache/archives/partial" "$work/apt/state" "$work/src"
-
-# Collect the URIs of the machine's Debian archive entries (deb822 and one-line formats),
-# skipping security and third-party repositories.
-uris=$( { cat /etc/apt/sources.list.d/*.sources 2>/dev/null | awk 'tolower($1)=="uris:"{for(i=2;i<=NF;i++) print $i}';
-          cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | awk '$1=="deb"||$1=="deb-src"{for(i=2;i<=NF;i++) if ($i ~ /^[a-z]+:\/\//){print $i; break}}'; } \
-        | grep -v -- '-security' | grep -E '/debian/?$' | sort -u || true)
-[ -n "$uris" ] || die "cannot derive a Debian source archive from /etc/apt sources; set FTSAN_PYTHON to a free-threaded python"
-
-srclist="$work/apt/sources.list"
-: > "$srclist"
-for u in $uris; do for suite in $suites; do
-  echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $u $suite main" >> "$srclist"
-done; done
-
-aptopts=(-o Dir::Etc::SourceList="$srclist" -o Dir::Etc::SourceParts=/dev/null
-         -o Dir::State="$work/apt/state" -o Dir::State::Lists="$work/apt/lists"
-         -o Dir::Cache="$work/apt/cache" -o Dir::State::status=/var/lib/dpkg/status
-         -o APT::Get::List-Cleanup=0 -o Debug::NoLocking=1 -o APT::Sandbox::User=root)
+rm -rf "$work"; mkdir -p "$work/src"
+. "$(dirname "$0")/private-apt.sh"
 echo "ftsan-setup: fetching the python$ver source package ($suites)" >&2
-apt-get "${aptopts[@]}" update -qq >&2 || die "apt-get update of the private deb-src list failed"
+private_apt_setup "$work" deb-src "$suites" || die "apt-get update of the private deb-src list failed"
 ( cd "$work/src" && apt-get "${aptopts[@]}" source -qq "python$ver" >&2 ) || die "apt-get source python$ver failed (is dpkg-dev installed?)"
 srcdir=$(find "$work/src" -maxdepth 1 -mindepth 1 -type d -name "python$ver*" | head -1)
 [ -n "$srcdir" ] || die "python$ver source did not unpack"
