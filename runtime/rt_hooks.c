@@ -111,9 +111,10 @@ FTSAN_OBSERVER_THUNK(ftsan__hook_delitem_common, ftsan__observe_dict, ftsan__ori
 LIST_HOOKS(DEFINE_LIST_HOOK)
 
 static int hook_mutex_lock_timed(void *m, long long timeout, int flags) {
-  /* threading.Lock: contended when the lock bit is already set as we arrive. */
+  /* threading.Lock: contended when the lock bit is already set as we arrive and the call
+   * may block (timeout 0 is a try-lock, e.g. Condition._is_owned: not a wait). */
   uint64_t t0 = 0;
-  if (ftsan__contention_on && (__atomic_load_n((uint8_t *)m, __ATOMIC_RELAXED) & 1))
+  if (ftsan__contention_on && timeout != 0 && (__atomic_load_n((uint8_t *)m, __ATOMIC_RELAXED) & 1))
     t0 = ftsan__contention_now();
   int rc = orig_mutex_lock_timed(m, timeout, flags);
   if (t0) ftsan__contention_lock_wait((uintptr_t)m, 0, FTSAN_LKF_THREADING_LOCK, ftsan__contention_now() - t0);
