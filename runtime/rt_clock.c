@@ -28,8 +28,22 @@ static sync_obj *free_objs;   /* guarded by free_lock */
 static ftsan_spin free_lock;
 static uint32_t nsync;        /* atomic */
 
+/* Addresses that ever had a sync object, as bits of a hash (2^21 bits, 256 KiB: fits in
+ * L2, the buckets do not): ftsan__sync_forget is called for every block the interpreter
+ * frees and mostly finds nothing; a clear bit says so with one load. Bits are never
+ * cleared (a set one only costs the full lookup). */
+#define FILTER_BITS 21
+static uint64_t *filter; /* mapped at init */
+
+static uint64_t filter_bit(uintptr_t addr, uint64_t **word) {
+  uint64_t h = ((uint64_t)addr * 0xD6E8FEB86659FD93ull) >> (64 - FILTER_BITS);
+  *word = &filter[h >> 6];
+  return 1ull << (h & 63);
+}
+
 int ftsan__clock_init(void) {
   buckets = ftsan__map(sizeof(bucket) * BUCKETS);
+  filter = ftsan__map(sizeof(uint64_t) << (FILTER_BITS - 6));
   return buckets ? 0 : -1;
 }
 
@@ -56,6 +70,10 @@ static uint32_t clock_len(void) {
 
 static sync_obj *new_obj(uintptr_t addr) {
   sync_obj *s = NULL;
+  if (filter) {
+    uint64_t *w, bit = filter_bit(addr, &w);
+    if (!(__atomic_load_n(w, __ATOMIC_RELAXED) & bit)) __atomic_fetch_or(w, bit, __ATOMIC_RELAXED);
+  }
   ftsan__spin_lock(&free_lock);
   if (free_objs) {
     s = free_objs;
@@ -133,9 +151,14 @@ void ftsan__acquire(ftsan_thread *t, uintptr_t addr) {
 
 void ftsan__sync_forget(uintptr_t addr) {
   if (!buckets) return;
+  /* Most frees concern memory that never was a sync object: the filter, then an empty
+   * bucket, say so without the lock (a racing insertion is of another address, or of a
+   * live object). */
+  if (filter) {
+    uint64_t *w, bit = filter_bit(addr, &w);
+    if (!(__atomic_load_n(w, __ATOMIC_RELAXED) & bit)) return;
+  }
   bucket *b = bucket_of(addr);
-  /* Most frees concern memory that never was a sync object: an empty bucket says so
-   * without the lock (a racing insertion is of another address, or of a live object). */
   if (!__atomic_load_n(&b->head, __ATOMIC_RELAXED)) return;
   bucket_lock(b);
   sync_obj **p = &b->head;
