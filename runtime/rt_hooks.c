@@ -72,25 +72,14 @@ static ftsan_thread *hook_thread(void) {
 #define DICT_CONTENTS_OFFSET 32 /* ma_used */
 #define LIST_CONTENTS_OFFSET 40 /* ob_item */
 
-/* Whether instrumented code ever touched addr's granule (its shadow has a cell). */
-static int touched(uintptr_t addr) {
-  uintptr_t i1 = addr >> FTSAN_CHUNK_SHIFT;
-  if (i1 >= FTSAN_L1_SIZE) return 0;
-  uint64_t *chunk = __atomic_load_n(&ftsan__shadow_l1[i1], __ATOMIC_ACQUIRE);
-  if (!chunk) return 0; /* looked at, not created */
-  const uint64_t *c = chunk + ((addr & ((1u << FTSAN_CHUNK_SHIFT) - 1)) >> 3) * FTSAN_CELLS;
-  return (__atomic_load_n(&c[0], __ATOMIC_RELAXED) | __atomic_load_n(&c[1], __ATOMIC_RELAXED) |
-          __atomic_load_n(&c[2], __ATOMIC_RELAXED) | __atomic_load_n(&c[3], __ATOMIC_RELAXED)) != 0;
-}
-
 static void container_mutation(void *op, uintptr_t field, uint64_t pc) {
   ftsan_thread *t = hook_thread();
   if (!t || !op) return;
-  /* A container whose contents no instrumented code has read cannot be in a report: the
-   * interpreter mutates dicts and lists all the time, and modelling each would cost a sync
-   * object per container (and the time to look it up again when it is freed). The first
-   * read by C code starts the modelling from then on. */
-  if (!touched((uintptr_t)op + field)) return;
+  /* Every mutation is modelled, also of containers no C code has read yet: skipping those
+   * (a sync object per dict the interpreter inserts into costs about 5 MiB in a small
+   * program) lost the races of a reader whose first read came after the writer's last
+   * change, and the release cannot be skipped alone (a later critical section in C would
+   * miss the interpreter's ordering). */
   uintptr_t m = (uintptr_t)op + OB_MUTEX_OFFSET;
   ftsan__acquire(t, m);
   ftsan__history_python_entry(t);
