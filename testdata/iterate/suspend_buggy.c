@@ -1,5 +1,5 @@
 /* suspend_buggy.c: apply_all() walks a list inside Py_BEGIN_CRITICAL_SECTION and calls a
- * Python function on each item. The function blocks (it sleeps), which suspends the critical
+ * Python function on each item. The function blocks (it waits for an event), which suspends the critical
  * section: the list's lock is released, another thread appends and pops, and the loop goes
  * on with the size it read before (the pattern of a use-after-free found in a JSON encoder:
  * every access is ordered by the lock, so it is not a data race, but the section was not
