@@ -20,7 +20,6 @@
 #include <dlfcn.h>
 
 #define CALLER_PC ((uint64_t)(uintptr_t)__builtin_return_address(0))
-#define OB_MUTEX_OFFSET 10
 #define HELD_MAX 16
 
 #define DEFINE_REAL(name, ret, params, args) static ret(*real_##name) params;
@@ -115,7 +114,7 @@ FTSAN_EXPORT void __ftsan_PyCriticalSection_Begin(void *cs, void *op) {
   if (t) suspend_held(t);
   real_PyCriticalSection_Begin(cs, op);
   ftsan__contention_set_sync_site(0);
-  begin_locked(t, op ? (uintptr_t)op + OB_MUTEX_OFFSET : 0);
+  begin_locked(t, op ? (uintptr_t)op + FTSAN_PY_OB_MUTEX : 0);
 }
 
 FTSAN_EXPORT void __ftsan_PyCriticalSection_BeginMutex(void *cs, void *m) {
@@ -135,7 +134,7 @@ FTSAN_EXPORT void __ftsan_PyCriticalSection2_Begin(void *cs, void *a, void *b) {
   ftsan__contention_set_sync_site(0);
   if (!t) return;
   resume_held(t);
-  uintptr_t ma = a ? (uintptr_t)a + OB_MUTEX_OFFSET : 0, mb = b ? (uintptr_t)b + OB_MUTEX_OFFSET : 0;
+  uintptr_t ma = a ? (uintptr_t)a + FTSAN_PY_OB_MUTEX : 0, mb = b ? (uintptr_t)b + FTSAN_PY_OB_MUTEX : 0;
   if (ma) ftsan__acquire(t, ma);
   if (mb && mb != ma) ftsan__acquire(t, mb);
   held_push(t, ma);
@@ -243,11 +242,10 @@ FTSAN_EXPORT void __ftsan_PyEval_RestoreThread(void *tstate) {
  * them. Both are modelled as accesses to the dict's ma_used field (offset 32 of a
  * free-threaded PyDictObject), so iterating without a critical section while another
  * thread mutates the dict is a race even when nothing was freed. */
-#define DICT_CONTENTS_OFFSET 32
 
 FTSAN_EXPORT int __ftsan_PyDict_Next(void *d, void *ppos, void *pkey, void *pvalue) {
   ENSURE_REAL(PyDict_Next);
-  if (d && sync_thread_nowait(CALLER_PC)) ftsan__access(CALLER_PC, (uintptr_t)d + DICT_CONTENTS_OFFSET, 8, 0, 0);
+  if (d && sync_thread_nowait(CALLER_PC)) ftsan__access(CALLER_PC, (uintptr_t)d + FTSAN_PY_DICT_CONTENTS, 8, 0, 0);
   return real_PyDict_Next(d, ppos, pkey, pvalue);
 }
 

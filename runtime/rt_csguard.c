@@ -25,11 +25,6 @@
 #include <libunwind.h>
 
 #define WATCH_MAX 8
-#define LIST_CONTENTS_OFFSET 40 /* ob_item */
-#define DICT_CONTENTS_OFFSET 32 /* ma_used */
-#define OB_MUTEX_OFFSET 10
-#define TPFLAGS_LIST_SUBCLASS (1ull << 25)
-#define TPFLAGS_DICT_SUBCLASS (1ull << 29)
 
 FTSAN_TLS uint32_t ftsan__csguard_nwatch;
 static FTSAN_TLS uintptr_t watch_mutex[WATCH_MAX], watch_field[WATCH_MAX];
@@ -74,8 +69,8 @@ static void drop_watch(uint32_t k) {
 static uintptr_t contents_field(uintptr_t obj) {
   uint64_t tp = ftsan__pyobject_type(obj), flags;
   if (!tp || ftsan__safe_read(&flags, tp + FTSAN_PY_TP_FLAGS, 8)) return 0;
-  if (flags & TPFLAGS_LIST_SUBCLASS) return obj + LIST_CONTENTS_OFFSET;
-  if (flags & TPFLAGS_DICT_SUBCLASS) return obj + DICT_CONTENTS_OFFSET;
+  if (flags & FTSAN_PY_TPFLAGS_LIST_SUBCLASS) return obj + FTSAN_PY_LIST_CONTENTS;
+  if (flags & FTSAN_PY_TPFLAGS_DICT_SUBCLASS) return obj + FTSAN_PY_DICT_CONTENTS;
   return 0;
 }
 
@@ -93,7 +88,7 @@ static int touched_since(ftsan_thread *t, uintptr_t field, uint64_t since) {
 void ftsan__csguard_suspended(ftsan_thread *t, const uintptr_t *mutexes, const uint64_t *since, uint32_t n) {
   for (uint32_t i = 0; i < n && ftsan__csguard_nwatch < WATCH_MAX; i++) {
     if (mutexes[i] < 4096) continue;
-    uintptr_t field = contents_field(mutexes[i] - OB_MUTEX_OFFSET);
+    uintptr_t field = contents_field(mutexes[i] - FTSAN_PY_OB_MUTEX);
     if (!field || !touched_since(t, field, since[i])) continue;
     int dup = 0;
     for (uint32_t k = 0; k < ftsan__csguard_nwatch; k++) dup |= watch_field[k] == field;

@@ -61,7 +61,6 @@ static ftsan_thread *hook_thread(void) {
   return t->ignore ? NULL : t;
 }
 
-#define OB_MUTEX_OFFSET 10
 
 /* Container mutations happen inside the interpreter with the container's critical section
  * held, which the runtime cannot see: the hooks model that critical section around a write
@@ -69,8 +68,6 @@ static ftsan_thread *hook_thread(void) {
  * reads the same field: PyDict_Next (see __ftsan_PyDict_Next) reads the dict's ma_used,
  * PyList_GET_ITEM and PySequence_Fast_ITEMS load the list's ob_item pointer themselves (an
  * instrumented load). Without Py_BEGIN_CRITICAL_SECTION around the loop, the two race. */
-#define DICT_CONTENTS_OFFSET 32 /* ma_used */
-#define LIST_CONTENTS_OFFSET 40 /* ob_item */
 
 static void container_mutation(void *op, uintptr_t field, uint64_t pc) {
   ftsan_thread *t = hook_thread();
@@ -80,7 +77,7 @@ static void container_mutation(void *op, uintptr_t field, uint64_t pc) {
    * program) lost the races of a reader whose first read came after the writer's last
    * change, and the release cannot be skipped alone (a later critical section in C would
    * miss the interpreter's ordering). */
-  uintptr_t m = (uintptr_t)op + OB_MUTEX_OFFSET;
+  uintptr_t m = (uintptr_t)op + FTSAN_PY_OB_MUTEX;
   ftsan__acquire(t, m);
   ftsan__history_python_entry(t);
   ftsan__access(pc, (uintptr_t)op + field, 8, 1, 0);
@@ -90,10 +87,10 @@ static void container_mutation(void *op, uintptr_t field, uint64_t pc) {
 /* The hooks are observer thunks (rt_observe.h): they need only the container, and the
  * functions are static ones whose signatures may change between releases. */
 __attribute__((visibility("hidden"))) void ftsan__observe_dict(void *mp, uint64_t caller) {
-  container_mutation(mp, DICT_CONTENTS_OFFSET, caller);
+  container_mutation(mp, FTSAN_PY_DICT_CONTENTS, caller);
 }
 __attribute__((visibility("hidden"))) void ftsan__observe_list(void *op, uint64_t caller) {
-  container_mutation(op, LIST_CONTENTS_OFFSET, caller);
+  container_mutation(op, FTSAN_PY_LIST_CONTENTS, caller);
 }
 
 /* insertdict(interp, mp, key, hash, value) and delitem_common(mp, hash, ix, old, version). */
@@ -143,8 +140,8 @@ static void hook_mi_free(void *p) {
     /* A dead object's critical section (its ob_mutex, which container hooks and
      * Py_BEGIN_CRITICAL_SECTION release into) must not order the next object there. The
      * object starts at the block, or 16 bytes in (the pre-header of managed dicts). */
-    if (size >= 32) ftsan__sync_forget((uintptr_t)p + OB_MUTEX_OFFSET);
-    if (size >= 48) ftsan__sync_forget((uintptr_t)p + 16 + OB_MUTEX_OFFSET);
+    if (size >= 32) ftsan__sync_forget((uintptr_t)p + FTSAN_PY_OB_MUTEX);
+    if (size >= 48) ftsan__sync_forget((uintptr_t)p + 16 + FTSAN_PY_OB_MUTEX);
     ftsan__shadow_clear((uintptr_t)p, size);
     ftsan__borrow_freed(p, size); /* a borrowed object dying: mark it freed */
   }
@@ -189,7 +186,7 @@ static void hook_cs_begin_slow(void *c, void *m) {
   /* Re-entering a section the thread already holds is a no-op that leaves _cs_mutex NULL:
    * not a wait (the time measured would only be noise, e.g. preemption). */
   if (((void **)c)[1] == m)
-    ftsan__contention_lock_wait((uintptr_t)m, (uintptr_t)m - OB_MUTEX_OFFSET, FTSAN_LKF_CRITICAL_SECTION,
+    ftsan__contention_lock_wait((uintptr_t)m, (uintptr_t)m - FTSAN_PY_OB_MUTEX, FTSAN_LKF_CRITICAL_SECTION,
                                 ftsan__contention_now() - t0);
 }
 
@@ -204,9 +201,9 @@ static void hook_cs2_begin_slow(void *c, void *m1, void *m2, int m1_locked) {
   in_cs_slow--;
   uint64_t dt = ftsan__contention_now() - t0;
   if (((void **)c)[1] != m1) return; /* re-entered: no wait */
-  ftsan__contention_lock_wait((uintptr_t)m1, (uintptr_t)m1 - OB_MUTEX_OFFSET, FTSAN_LKF_CRITICAL_SECTION, dt);
+  ftsan__contention_lock_wait((uintptr_t)m1, (uintptr_t)m1 - FTSAN_PY_OB_MUTEX, FTSAN_LKF_CRITICAL_SECTION, dt);
   if (m2 != m1)
-    ftsan__contention_lock_wait((uintptr_t)m2, (uintptr_t)m2 - OB_MUTEX_OFFSET, FTSAN_LKF_CRITICAL_SECTION, dt);
+    ftsan__contention_lock_wait((uintptr_t)m2, (uintptr_t)m2 - FTSAN_PY_OB_MUTEX, FTSAN_LKF_CRITICAL_SECTION, dt);
 }
 
 /* PyMutex_Lock is the slow path: the inline compare-and-swap failed. */
@@ -220,7 +217,7 @@ static void hook_pymutex_lock(void *m) {
   uint64_t dt = ftsan__contention_now() - t0;
   /* A PyMutex inside a PyObject header is its ob_mutex, used only by critical sections
    * (PyCriticalSection_Begin may reach PyMutex_Lock directly, its slow path inlined). */
-  uintptr_t obj = (uintptr_t)m - OB_MUTEX_OFFSET;
+  uintptr_t obj = (uintptr_t)m - FTSAN_PY_OB_MUTEX;
   if (ftsan__pyobject_type(obj))
     ftsan__contention_lock_wait((uintptr_t)m, obj, FTSAN_LKF_CRITICAL_SECTION, dt);
   else

@@ -189,6 +189,14 @@ FTSAN_ALWAYS_INLINE void ftsan__stats_add(ftsan_thread *t, uint64_t pc, uint32_t
 #define FTSAN_PY_TPFLAGS_HEAPTYPE (1ull << 9)
 #define FTSAN_PY_TPFLAGS_READY (1ull << 12)
 #define FTSAN_PY_TPFLAGS_TYPE_SUBCLASS (1ull << 31)
+#define FTSAN_PY_TPFLAGS_LIST_SUBCLASS (1ull << 25)
+#define FTSAN_PY_TPFLAGS_DICT_SUBCLASS (1ull << 29)
+/* PyObject: ob_mutex, the mutex of the object's critical section, is the sync object the
+ * runtime orders critical sections by. The field standing for a container's contents
+ * (container hooks, PyDict_Next, interrupted sections): a dict's ma_used, a list's ob_item. */
+#define FTSAN_PY_OB_MUTEX 10
+#define FTSAN_PY_DICT_CONTENTS 32
+#define FTSAN_PY_LIST_CONTENTS 40
 uint32_t ftsan__python_version(void);     /* PY_VERSION_HEX, 0 if not python */
 int ftsan__python_free_threaded(void);
 int ftsan__python_gil_enabled(void);      /* -1 unknown */
