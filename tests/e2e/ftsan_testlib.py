@@ -54,3 +54,12 @@ def report_json(path, *extra):
 
 def tempdir():
     return tempfile.mkdtemp(prefix="ftsan-e2e-")
+
+
+def line_with(path, text):
+    """The number of the first line of path that contains text."""
+    with open(path) as f:
+        for i, line in enumerate(f, 1):
+            if text in line:
+                return i
+    raise AssertionError("%r not in %s" % (text, path))

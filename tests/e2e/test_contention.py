@@ -9,27 +9,19 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from ftsan_testlib import FTSAN, PYTHON, TESTDATA, build_extension, ftsan_run, tempdir  # noqa: E402
+from ftsan_testlib import FTSAN, PYTHON, TESTDATA, build_extension, ftsan_run, line_with, tempdir  # noqa: E402
 import json  # noqa: E402
 
 SRC = os.path.join(TESTDATA, "contention")
 THREADS, N = 4, 20000
 
 
-def line_of(path, text):
-    with open(path) as f:
-        for i, line in enumerate(f, 1):
-            if text in line:
-                return i
-    raise AssertionError("%r not in %s" % (text, path))
-
-
-NEWREF_LINE = line_of(os.path.join(SRC, "contention_ext.c"), "return Py_NewRef(shared_config);")
-CS_LINE = line_of(os.path.join(SRC, "contention_ext.c"), "Py_BEGIN_CRITICAL_SECTION(d);")
-LOOP_LINE = line_of(os.path.join(SRC, "driver.py"), "for x in SHARED_FLOATS:")
-IMPORT_LINE = line_of(os.path.join(SRC, "driver.py"), "import contention_ext")
-FLOATS_LINE = line_of(os.path.join(SRC, "driver.py"), "SHARED_FLOATS = [")
-PYLOCK_LINE = line_of(os.path.join(SRC, "driver.py"), "with PYLOCK:")
+NEWREF_LINE = line_with(os.path.join(SRC, "contention_ext.c"), "return Py_NewRef(shared_config);")
+CS_LINE = line_with(os.path.join(SRC, "contention_ext.c"), "Py_BEGIN_CRITICAL_SECTION(d);")
+LOOP_LINE = line_with(os.path.join(SRC, "driver.py"), "for x in SHARED_FLOATS:")
+IMPORT_LINE = line_with(os.path.join(SRC, "driver.py"), "import contention_ext")
+FLOATS_LINE = line_with(os.path.join(SRC, "driver.py"), "SHARED_FLOATS = [")
+PYLOCK_LINE = line_with(os.path.join(SRC, "driver.py"), "with PYLOCK:")
 
 
 class Contention(unittest.TestCase):

@@ -10,17 +10,9 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from ftsan_testlib import FTSAN_CC, TESTDATA, ftsan_run, report_json, tempdir  # noqa: E402
+from ftsan_testlib import FTSAN_CC, TESTDATA, ftsan_run, line_with, report_json, tempdir  # noqa: E402
 
 SRC = os.path.join(TESTDATA, "py314")
-
-
-def line_with(path, text):
-    with open(path) as f:
-        for i, line in enumerate(f, 1):
-            if text in line:
-                return i
-    raise AssertionError("%r not in %s" % (text, path))
 
 
 class Python314Frames(unittest.TestCase):

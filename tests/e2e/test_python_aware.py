@@ -9,7 +9,8 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from ftsan_testlib import FTSAN, PYTHON, TESTDATA, build_extension, ftsan_run, report_json, tempdir  # noqa: E402
+from ftsan_testlib import (FTSAN, PYTHON, TESTDATA, build_extension, ftsan_run, line_with,  # noqa: E402
+                           report_json, tempdir)
 
 GIL = os.path.join(TESTDATA, "gil")
 RACES = os.path.join(TESTDATA, "races")
@@ -113,14 +114,6 @@ class GilStateAsMutex(unittest.TestCase):
 
 
 BORROW = os.path.join(TESTDATA, "borrow")
-
-
-def line_with(path, text):
-    with open(path) as f:
-        for i, line in enumerate(f, 1):
-            if text in line:
-                return i
-    raise AssertionError("%r not in %s" % (text, path))
 
 
 # case: (driver, C function, borrowing API, its fix, type of the freed object, the text on
