@@ -23,7 +23,11 @@
 #include "llvm/ADT/StringMap.h"
 #include "llvm/ADT/StringSet.h"
 #include "llvm/Analysis/CaptureTracking.h"
+#include "llvm/Analysis/LoopInfo.h"
+#include "llvm/Analysis/ScalarEvolution.h"
+#include "llvm/Analysis/ScalarEvolutionExpressions.h"
 #include "llvm/Analysis/ValueTracking.h"
+#include "llvm/IR/Dominators.h"
 #include "llvm/IR/Function.h"
 #include "llvm/IR/IRBuilder.h"
 #include "llvm/IR/InstIterator.h"
@@ -37,7 +41,9 @@
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Transforms/Utils/BasicBlockUtils.h"
 #include "llvm/Transforms/Utils/Cloning.h"
+#include "llvm/Transforms/Utils/LoopUtils.h"
 #include "llvm/Transforms/Utils/ModuleUtils.h"
+#include "llvm/Transforms/Utils/ScalarEvolutionExpander.h"
 
 #include <cstdlib>
 
@@ -54,6 +60,9 @@ static cl::opt<bool> ClInstrumentAtomics("ftsan-instrument-atomics", cl::init(tr
 static cl::opt<bool> ClInstrumentFuncEntryExit("ftsan-instrument-func-entry-exit", cl::init(true),
                                                cl::Hidden,
                                                cl::desc("instrument function entry and exit"));
+static cl::opt<bool> ClHoistLoops("ftsan-hoist-loops", cl::init(true), cl::Hidden,
+                                  cl::desc("check the contiguous accesses of a loop without "
+                                           "synchronization as one range before the loop"));
 
 namespace {
 
@@ -191,9 +200,11 @@ struct FtsanInstrumentPass : PassInfoMixin<FtsanInstrumentPass> {
 
 private:
   void initialize(Module &M);
-  bool instrumentFunction(Function &F);
+  bool instrumentFunction(Function &F, FunctionAnalysisManager &FAM);
   bool isIgnoredAccess(Instruction *I, Value *Addr);
   static void findReadsBeforeWrites(Function &F, SmallPtrSetImpl<Instruction *> &Skip);
+  void hoistLoopAccesses(Function &F, FunctionAnalysisManager &FAM,
+                         SmallPtrSetImpl<Instruction *> &Skip);
   void instrumentPlain(Instruction *I, Value *Addr, Type *Ty, bool IsWrite);
   void instrumentAtomic(Instruction *I, Value *Addr, Type *Ty, AtomicOrdering O, unsigned Op);
 
@@ -323,6 +334,160 @@ void FtsanInstrumentPass::findReadsBeforeWrites(Function &F, SmallPtrSetImpl<Ins
   }
 }
 
+// The accesses of a loop that cannot synchronize are checked as ranges before it runs.
+//
+// Inside an innermost loop with no call (other than intrinsics), no atomic and no fence, the
+// thread's vector clock cannot change, so checking all the loop's accesses at its entry
+// finds the same races as checking each one when it happens (whichever access of a racing
+// pair comes second finds it). An access qualifies when it runs in every iteration (its
+// block dominates the latch, which is the loop's only exit) and its address advances by a
+// constant step (a SCEV add recurrence of the loop). Accesses of the same kind (read or
+// write) whose start addresses differ by constants and that advance by the same step form a
+// group; when the bytes one iteration of the group touches are contiguous and at least a
+// step long, the group touches every byte of [first, last + size) over the whole loop and is
+// checked with one __ftsan_read_range/__ftsan_write_range call in the preheader, with the
+// trip count from SCEV (exact backedge-taken count). A group that leaves gaps (a strided
+// field of an array of structs) keeps its per-access calls: a range over the gaps would
+// claim bytes the loop never touches. The range call carries the debug location of the
+// group's first access, so a report names that line.
+void FtsanInstrumentPass::hoistLoopAccesses(Function &F, FunctionAnalysisManager &FAM,
+                                            SmallPtrSetImpl<Instruction *> &Skip) {
+  LoopInfo &LI = FAM.getResult<LoopAnalysis>(F);
+  if (LI.empty())
+    return;
+  DominatorTree &DT = FAM.getResult<DominatorTreeAnalysis>(F);
+  auto MayHoist = [](Loop *L) {
+    if (!L->isInnermost() || !L->getLoopLatch() || L->getExitingBlock() != L->getLoopLatch())
+      return false;
+    for (BasicBlock *BB : L->blocks())
+      for (Instruction &I : *BB)
+        if (I.isAtomic() || isa<FenceInst>(I) || (isa<CallBase>(I) && !isa<IntrinsicInst>(I)))
+          return false; // may synchronize
+    return true;
+  };
+  // Late in the pipeline a loop may have lost its preheader (its entry block also branches
+  // elsewhere): give it one, where the range checks go.
+  SmallVector<Loop *, 8> Candidates;
+  bool NewBlocks = false;
+  for (Loop *L : LI.getLoopsInPreorder())
+    if (MayHoist(L)) {
+      if (!L->getLoopPreheader())
+        NewBlocks |= InsertPreheaderForLoop(L, &DT, &LI, nullptr, /*PreserveLCSSA=*/false) != nullptr;
+      if (L->getLoopPreheader())
+        Candidates.push_back(L);
+    }
+  if (NewBlocks) { // the two updated analyses stay, the others are recomputed
+    PreservedAnalyses PA;
+    PA.preserve<LoopAnalysis>();
+    PA.preserve<DominatorTreeAnalysis>();
+    FAM.invalidate(F, PA);
+  }
+  ScalarEvolution &SE = FAM.getResult<ScalarEvolutionAnalysis>(F);
+  const DataLayout &DL = F.getParent()->getDataLayout();
+  SCEVExpander Expander(SE, DL, "ftsan.range");
+
+  struct Piece {
+    Instruction *I;
+    int64_t Off;
+    uint64_t Size;
+  };
+  struct Group {
+    bool IsWrite;
+    int64_t Step;
+    const SCEV *Start;
+    SmallVector<Piece, 8> Pieces;
+  };
+
+  for (Loop *L : Candidates) {
+    BasicBlock *Pre = L->getLoopPreheader(), *Latch = L->getLoopLatch();
+    const SCEV *Taken = SE.getBackedgeTakenCount(L);
+    if (isa<SCEVCouldNotCompute>(Taken) || !Taken->getType()->isIntegerTy() ||
+        Taken->getType()->getIntegerBitWidth() > IntptrTy->getIntegerBitWidth())
+      continue;
+
+    SmallVector<Group, 4> Groups;
+    for (BasicBlock *BB : L->blocks()) {
+      if (!DT.dominates(BB, Latch))
+        continue; // not run in every iteration
+      for (Instruction &I : *BB) {
+        Value *Ptr;
+        Type *Ty;
+        bool IsWrite;
+        if (auto *Ld = dyn_cast<LoadInst>(&I)) {
+          if (Ld->isVolatile() || Skip.contains(&I))
+            continue;
+          Ptr = Ld->getPointerOperand(), Ty = Ld->getType(), IsWrite = false;
+        } else if (auto *St = dyn_cast<StoreInst>(&I)) {
+          if (St->isVolatile())
+            continue;
+          Ptr = St->getPointerOperand(), Ty = St->getValueOperand()->getType(), IsWrite = true;
+        } else {
+          continue;
+        }
+        TypeSize TS = DL.getTypeStoreSize(Ty);
+        if (TS.isScalable() || TS.getFixedValue() == 0 || isIgnoredAccess(&I, Ptr))
+          continue;
+        auto *AR = dyn_cast<SCEVAddRecExpr>(SE.getSCEV(Ptr));
+        if (!AR || AR->getLoop() != L || !AR->isAffine())
+          continue;
+        auto *StepC = dyn_cast<SCEVConstant>(AR->getStepRecurrence(SE));
+        if (!StepC || StepC->getAPInt().getSignificantBits() > 32 || StepC->isZero())
+          continue;
+        int64_t Step = StepC->getAPInt().getSExtValue();
+        Piece P{&I, 0, TS.getFixedValue()};
+        Group *G = nullptr;
+        for (Group &Cand : Groups) {
+          if (Cand.IsWrite != IsWrite || Cand.Step != Step)
+            continue;
+          auto *Diff = dyn_cast<SCEVConstant>(SE.getMinusSCEV(AR->getStart(), Cand.Start));
+          if (Diff && Diff->getAPInt().getSignificantBits() <= 32) {
+            P.Off = Diff->getAPInt().getSExtValue();
+            G = &Cand;
+            break;
+          }
+        }
+        if (!G)
+          G = &Groups.emplace_back(Group{IsWrite, Step, AR->getStart(), {}});
+        G->Pieces.push_back(P);
+      }
+    }
+
+    Instruction *At = Pre->getTerminator();
+    for (Group &G : Groups) {
+      // The bytes one iteration touches, relative to Start: they must be one interval.
+      SmallVector<Piece, 8> Sorted(G.Pieces);
+      llvm::sort(Sorted, [](const Piece &A, const Piece &B) { return A.Off < B.Off; });
+      int64_t Lo = Sorted.front().Off, Hi = Lo;
+      bool Contiguous = true;
+      for (const Piece &P : Sorted) {
+        if (P.Off > Hi)
+          Contiguous = false;
+        Hi = std::max(Hi, P.Off + (int64_t)P.Size);
+      }
+      uint64_t AbsStep = G.Step < 0 ? -(uint64_t)G.Step : (uint64_t)G.Step;
+      if (!Contiguous || (uint64_t)(Hi - Lo) < AbsStep)
+        continue;
+      // Iteration k touches [Start + Lo + k*Step, Start + Hi + k*Step), k = 0..Taken.
+      const SCEV *Trips = SE.getNoopOrZeroExtend(Taken, IntptrTy);
+      const SCEV *Span = SE.getMulExpr(Trips, SE.getConstant(IntptrTy, AbsStep));
+      const SCEV *Begin = SE.getAddExpr(G.Start, SE.getConstant(IntptrTy, Lo, /*isSigned=*/true));
+      if (G.Step < 0)
+        Begin = SE.getMinusSCEV(Begin, Span);
+      const SCEV *Len = SE.getAddExpr(Span, SE.getConstant(IntptrTy, Hi - Lo));
+      if (!Expander.isSafeToExpandAt(Begin, At) || !Expander.isSafeToExpandAt(Len, At))
+        continue;
+      Value *BeginV = Expander.expandCodeFor(Begin, PtrTy, At);
+      Value *LenV = Expander.expandCodeFor(Len, IntptrTy, At);
+      Instruction *First = G.Pieces.front().I; // the first in program order
+      IRBuilder<> B(At);
+      B.SetCurrentDebugLocation(First->getDebugLoc());
+      B.CreateCall(G.IsWrite ? WriteRange : ReadRange, {BeginV, LenV});
+      for (const Piece &P : G.Pieces)
+        Skip.insert(P.I);
+    }
+  }
+}
+
 void FtsanInstrumentPass::instrumentPlain(Instruction *I, Value *Addr, Type *Ty, bool IsWrite) {
   const DataLayout &DL = I->getModule()->getDataLayout();
   TypeSize TS = DL.getTypeStoreSize(Ty);
@@ -358,7 +523,7 @@ void FtsanInstrumentPass::instrumentAtomic(Instruction *I, Value *Addr, Type *Ty
   B.CreateCall(AtomicPost, {Addr, PostDesc});
 }
 
-bool FtsanInstrumentPass::instrumentFunction(Function &F) {
+bool FtsanInstrumentPass::instrumentFunction(Function &F, FunctionAnalysisManager &FAM) {
   if (F.isDeclaration() || F.getName().starts_with("__ftsan") || F.getName().starts_with("ftsan.") ||
       F.hasFnAttribute(Attribute::Naked) ||
       F.hasFnAttribute(Attribute::DisableSanitizerInstrumentation))
@@ -402,13 +567,16 @@ bool FtsanInstrumentPass::instrumentFunction(Function &F) {
     }
   }
 
-  SmallPtrSet<Instruction *, 16> ReadsBeforeWrites;
-  findReadsBeforeWrites(F, ReadsBeforeWrites);
+  SmallPtrSet<Instruction *, 16> Skip; // accesses checked elsewhere, or not at all
+  findReadsBeforeWrites(F, Skip);
+  size_t Hoisted = Skip.size();
+  if (ClInstrumentMemory && ClHoistLoops)
+    hoistLoopAccesses(F, FAM, Skip);
 
-  bool Changed = false;
+  bool Changed = Skip.size() != Hoisted;
   for (Instruction *I : Accesses) {
     if (auto *LI = dyn_cast<LoadInst>(I)) {
-      if (ReadsBeforeWrites.contains(I) || isIgnoredAccess(I, LI->getPointerOperand()))
+      if (Skip.contains(I) || isIgnoredAccess(I, LI->getPointerOperand()))
         continue;
       if (LI->isAtomic()) {
         if (ClInstrumentAtomics)
@@ -418,7 +586,7 @@ bool FtsanInstrumentPass::instrumentFunction(Function &F) {
         instrumentPlain(I, LI->getPointerOperand(), LI->getType(), false);
       }
     } else if (auto *SI = dyn_cast<StoreInst>(I)) {
-      if (isIgnoredAccess(I, SI->getPointerOperand()))
+      if (Skip.contains(I) || isIgnoredAccess(I, SI->getPointerOperand()))
         continue;
       Type *Ty = SI->getValueOperand()->getType();
       if (SI->isAtomic()) {
@@ -492,7 +660,7 @@ bool FtsanInstrumentPass::instrumentFunction(Function &F) {
   return Changed;
 }
 
-PreservedAnalyses FtsanInstrumentPass::run(Module &M, ModuleAnalysisManager &) {
+PreservedAnalyses FtsanInstrumentPass::run(Module &M, ModuleAnalysisManager &MAM) {
   // FTSAN_INSTRUMENT=contention (set by ftsan-cc --ftsan-contention-only): a build for
   // contention analysis only keeps the refcount events and the C-API redirections, and
   // drops the per-access calls that race detection needs.
@@ -502,14 +670,22 @@ PreservedAnalyses FtsanInstrumentPass::run(Module &M, ModuleAnalysisManager &) {
       ClInstrumentAtomics = false;
       ClInstrumentFuncEntryExit = false;
     }
+  // FTSAN_HOIST_LOOPS=0: every access of a loop keeps its own call (for comparisons).
+  if (const char *Hoist = getenv("FTSAN_HOIST_LOOPS"))
+    if (StringRef(Hoist) == "0")
+      ClHoistLoops = false;
   initialize(M);
+  FunctionAnalysisManager &FAM = MAM.getResult<FunctionAnalysisManagerModuleProxy>(M).getManager();
   bool Changed = false;
   bool HasDefinitions = false;
   for (Function &F : M) {
     if (F.isDeclaration())
       continue;
     HasDefinitions = true;
-    Changed |= instrumentFunction(F);
+    if (instrumentFunction(F, FAM)) {
+      FAM.invalidate(F, PreservedAnalyses::none());
+      Changed = true;
+    }
   }
   if (HasDefinitions && !M.getFunction("ftsan.module_ctor")) {
     Type *I32 = Type::getInt32Ty(M.getContext());

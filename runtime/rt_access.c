@@ -5,6 +5,23 @@
 
 #define CALLER_PC ((uint64_t)(uintptr_t)__builtin_return_address(0))
 
+/* The whole 8-byte granules of [addr, end) (addr 8-aligned), chunk by chunk: one shadow
+ * lookup per chunk, then the cells of consecutive granules. Ranges come from memcpy/memset
+ * and from the pass, which checks a loop's contiguous accesses as one range before it. */
+static void granules(ftsan_thread *t, uintptr_t addr, uintptr_t end, uint64_t cur, uint64_t pc) {
+  while (addr < end) {
+    uintptr_t next = (addr | ((1ull << FTSAN_CHUNK_SHIFT) - 1)) + 1;
+    if (next > end || next == 0) next = end;
+    uint64_t *cells = ftsan__shadow_cells(addr);
+    if (FTSAN_UNLIKELY(!cells)) { /* not covered: nothing above is either */
+      if ((addr >> FTSAN_CHUNK_SHIFT) >= FTSAN_L1_SIZE) return;
+      addr = next;
+      continue;
+    }
+    for (; addr < next; addr += 8, cells += FTSAN_CELLS) ftsan__check_cells(t, cells, addr, cur, pc);
+  }
+}
+
 /* The general path: any size and alignment, first use of a thread or of a shadow chunk,
  * history block boundaries, statistics. Splits an access into granule-sized pieces. */
 FTSAN_NOINLINE void ftsan__access(uint64_t pc, uintptr_t addr, size_t size, int is_write,
@@ -22,6 +39,12 @@ FTSAN_NOINLINE void ftsan__access(uint64_t pc, uintptr_t addr, size_t size, int 
   }
   uintptr_t end = addr + size;
   while (addr < end) {
+    if ((addr & 7) == 0 && end - addr >= 16) { /* the whole granules, then the tail */
+      uintptr_t whole = end & ~(uintptr_t)7;
+      granules(t, addr, whole, ftsan__cell_piece(base, 0, 3), pc);
+      addr = whole;
+      continue;
+    }
     size_t n = 8 - (addr & 7);
     if (n > end - addr) n = end - addr;
     /* A piece becomes the largest power-of-two access that fits from its offset. */
