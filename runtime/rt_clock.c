@@ -28,17 +28,19 @@ static sync_obj *free_objs;   /* guarded by free_lock */
 static ftsan_spin free_lock;
 static uint32_t nsync;        /* atomic */
 
-/* Addresses that ever had a sync object, as bits of a hash (2^21 bits, 256 KiB: fits in
- * L2, the buckets do not): ftsan__sync_forget is called for every block the interpreter
- * frees and mostly finds nothing; a clear bit says so with one load. Bits are never
- * cleared (a set one only costs the full lookup). */
+/* Addresses that ever had a sync object, one bit per 8-byte granule, direct-mapped (the
+ * address modulo 2^24 bytes; 2^21 bits, 256 KiB): ftsan__sync_forget is called for every
+ * block the interpreter frees and mostly finds nothing; a clear bit says so with one load.
+ * Bits are never cleared (a set one only costs the full lookup). Not hashed: the blocks
+ * freed one after the other are mostly neighbours in one allocator page, whose bits then
+ * share a few cache lines (with a hash, every probe was a cache miss, two thirds of this
+ * function's time). */
 #define FILTER_BITS 21
 static uint64_t *filter; /* mapped at init */
 
 static uint64_t filter_bit(uintptr_t addr, uint64_t **word) {
-  uint64_t h = ((uint64_t)addr * 0xD6E8FEB86659FD93ull) >> (64 - FILTER_BITS);
-  *word = &filter[h >> 6];
-  return 1ull << (h & 63);
+  *word = &filter[(addr >> 9) & ((1u << (FILTER_BITS - 6)) - 1)];
+  return 1ull << ((addr >> 3) & 63);
 }
 
 int ftsan__clock_init(void) {

@@ -70,6 +70,9 @@ static void remember(void *p, size_t n, uint64_t pc) {
 void ftsan__heap_forget(uintptr_t p) {
   if (!p || !__atomic_load_n(&live, __ATOMIC_RELAXED) || !buckets) return;
   bucket *b = bucket_of(p);
+  /* Every block the interpreter frees comes here: an empty bucket says "not ours" without
+   * the lock (a racing insertion is of another, live block). */
+  if (!__atomic_load_n(&b->head, __ATOMIC_RELAXED)) return;
   ftsan__spin_lock(&b->lock);
   block **pp = &b->head;
   while (*pp && (*pp)->b.addr != p) pp = &(*pp)->next;

@@ -55,17 +55,33 @@ FTSAN_ALWAYS_INLINE int cells_overlap(uint64_t a, uint64_t b) {
 }
 
 /* One cell of another thread against the access cur: reports a race unless both are
- * reads, both atomic, the bytes differ, or the cell's access happens before. */
-FTSAN_ALWAYS_INLINE void check_foreign(ftsan_thread *t, uintptr_t addr, uint64_t cur, uint64_t old,
-                                       uint64_t pc) {
-  if (!((old | cur) & CELL_MAKE(0, 0, 0, 0, 1, 0))) return;   /* two reads */
-  if (old & cur & CELL_MAKE(0, 0, 0, 0, 0, 1)) return;        /* two atomics */
-  if (!cells_overlap(old, cur)) return;                       /* different bytes */
+ * reads, both atomic, the bytes differ, or the cell's access happens before. Returns
+ * whether cur supersedes the cell (FastTrack's rule): the cell's access happens before cur,
+ * cur is plain and covers the cell's bytes, and cur is a write or both are reads. Any later
+ * access that would race with the cell's access then races with cur too (it cannot happen
+ * before cur, which was checked first), so the cell can make room: the shadow of data
+ * handed from thread to thread under a lock shrinks to the last accesses, and the next
+ * access checks one cell instead of four. A write that happened before a read is kept
+ * (a later read racing with the write does not race with the read). */
+FTSAN_ALWAYS_INLINE int check_foreign(ftsan_thread *t, uintptr_t addr, uint64_t cur, uint64_t old,
+                                      uint64_t pc) {
+  if (!((old | cur) & CELL_MAKE(0, 0, 0, 0, 1, 0))) {        /* two reads */
+    if (CELL_EPOCH(old) > t->vc[CELL_TID(old)]) return 0;
+    goto supersede;
+  }
+  if (old & cur & CELL_MAKE(0, 0, 0, 0, 0, 1)) return 0;     /* two atomics */
+  if (!cells_overlap(old, cur)) return 0;                    /* different bytes */
   if (CELL_EPOCH(old) <= t->vc[CELL_TID(old)]) {              /* ordered by happens-before */
     if (FTSAN_UNLIKELY(ftsan__csguard_nwatch)) ftsan__csguard_check(t, addr, cur, old, pc);
-    return;
+    if (!CELL_WRITE(cur)) return 0;
+    goto supersede;
   }
   ftsan__report_race(t, addr, cur, old, pc);
+  return 0;
+supersede:
+  if (CELL_ATOMIC(cur)) return 0;
+  uint32_t oo = CELL_OFF(old), co = CELL_OFF(cur);
+  return co <= oo && oo + (1u << CELL_LOG(old)) <= co + (1u << CELL_LOG(cur));
 }
 
 /* The same decisions as check_with_freed, with the four cells read once and the store made
@@ -95,8 +111,20 @@ FTSAN_NOINLINE void ftsan__check_granule_slow(ftsan_thread *t, uint64_t *cells, 
     }
   }
   if (FTSAN_UNLIKELY(freed)) return check_with_freed(t, cells, addr, cur, pc);
-  for (; foreign; foreign &= foreign - 1)
-    check_foreign(t, addr, cur, c[__builtin_ctz(foreign)], pc);
-  if (slot < 0) slot = (int)(CELL_EPOCH(cur) % FTSAN_CELLS);
+  unsigned superseded = 0;
+  for (; foreign; foreign &= foreign - 1) {
+    int i = __builtin_ctz(foreign);
+    if (check_foreign(t, addr, cur, c[i], pc)) superseded |= 1u << i;
+  }
+  if (slot < 0) {
+    if (superseded) {
+      slot = __builtin_ctz(superseded);
+      superseded &= superseded - 1;
+    } else {
+      slot = (int)(CELL_EPOCH(cur) % FTSAN_CELLS);
+    }
+  }
   __atomic_store_n(&cells[slot], cur, __ATOMIC_RELAXED);
+  for (; superseded; superseded &= superseded - 1)
+    __atomic_store_n(&cells[__builtin_ctz(superseded)], 0, __ATOMIC_RELAXED);
 }

@@ -55,7 +55,15 @@ void ftsan__shadow_clear(uintptr_t addr, size_t size) {
         madvise((void *)lo, hi - lo, MADV_DONTNEED);
         memset((void *)hi, 0, (uintptr_t)(first + n) - hi);
       } else {
-        for (size_t i = 0; i < n; i++) __atomic_store_n(&first[i], 0, __ATOMIC_RELAXED);
+        /* Only cells that hold something are written: most blocks the interpreter frees
+         * were never touched by instrumented code, and a store into their shadow would
+         * dirty (on first use, fault in) a shadow page for nothing. */
+        for (size_t i = 0; i < n; i += FTSAN_CELLS) {
+          uint64_t any = 0;
+          for (size_t k = 0; k < FTSAN_CELLS; k++) any |= __atomic_load_n(&first[i + k], __ATOMIC_RELAXED);
+          if (any)
+            for (size_t k = 0; k < FTSAN_CELLS; k++) __atomic_store_n(&first[i + k], 0, __ATOMIC_RELAXED);
+        }
       }
     }
     g = stop;

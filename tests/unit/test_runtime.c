@@ -27,6 +27,9 @@ void ftsan__csguard_check(ftsan_thread *t, uintptr_t addr, uint64_t cur, uint64_
   (void)t; (void)addr; (void)cur; (void)old; (void)pc;
 }
 
+int ftsan__race_on = 1;
+void ftsan__stats_add_slow(ftsan_thread *t, uint64_t pc, uint32_t kind) { (void)t; (void)pc; (void)kind; }
+
 static int races;
 static uint64_t race_old, race_cur;
 void ftsan__report_race(ftsan_thread *t, uintptr_t addr, uint64_t cur, uint64_t old, uint64_t pc) {
@@ -155,6 +158,97 @@ TEST(same_thread_never_races_with_itself) {
   CHECK_EQ(races, 0);
 }
 
+static int used_cells(void *addr) {
+  const uint64_t *c = ftsan__shadow_cells((uintptr_t)addr);
+  int n = 0;
+  for (int i = 0; i < FTSAN_CELLS; i++) n += c[i] != 0;
+  return n;
+}
+
+static ftsan_thread *third(void) {
+  static ftsan_thread *c;
+  if (!c) c = new_thread();
+  return c;
+}
+
+TEST(ordered_plain_write_supersedes_what_it_covers) {
+  reset();
+  ftsan_thread *c = third();
+  access(a, &word[11], 3, 1, 0);
+  ftsan__release(a, 0x1230);
+  ftsan__acquire(c, 0x1230);
+  access(c, &word[11], 3, 0, 0);
+  ftsan__release(c, 0x1238);
+  ftsan__acquire(b, 0x1238);
+  CHECK_EQ(used_cells(&word[11]), 2);
+  access(b, &word[11], 3, 1, 0); /* after both: their cells make room */
+  CHECK_EQ(races, 0);
+  CHECK_EQ(used_cells(&word[11]), 1);
+  access(a, &word[11], 3, 0, 0); /* a's read after its release races with b's write */
+  CHECK_EQ(races, 1);
+  CHECK_EQ(CELL_TID(race_old), b->tid);
+}
+
+TEST(ordered_access_keeps_what_it_does_not_supersede) {
+  ftsan_thread *c = third();
+  /* a smaller write keeps the wider one */
+  reset();
+  access(a, &word[12], 3, 1, 0);
+  ftsan__release(a, 0x1240);
+  ftsan__acquire(b, 0x1240);
+  access(b, &word[12], 2, 1, 0);
+  CHECK_EQ(used_cells(&word[12]), 2);
+  /* a read keeps the write before it: c's read, unordered with a's write, still races */
+  reset();
+  access(a, &word[13], 3, 1, 0);
+  ftsan__release(a, 0x1250);
+  ftsan__acquire(b, 0x1250);
+  access(b, &word[13], 3, 0, 0);
+  CHECK_EQ(used_cells(&word[13]), 2);
+  access(c, &word[13], 3, 0, 0);
+  CHECK_EQ(races, 1);
+  CHECK_EQ(CELL_TID(race_old), a->tid);
+  /* an atomic write keeps a plain one: c's atomic write races with a's plain write only */
+  reset();
+  access(a, &word[14], 3, 1, 0);
+  ftsan__release(a, 0x1260);
+  ftsan__acquire(b, 0x1260);
+  access(b, &word[14], 3, 1, 1);
+  CHECK_EQ(used_cells(&word[14]), 2);
+  access(c, &word[14], 3, 1, 1);
+  CHECK_EQ(races, 1);
+  CHECK_EQ(CELL_TID(race_old), a->tid);
+  /* an ordered read supersedes an earlier read */
+  reset();
+  access(a, &word[15], 3, 0, 0);
+  ftsan__release(a, 0x1270);
+  ftsan__acquire(b, 0x1270);
+  access(b, &word[15], 3, 0, 0);
+  CHECK_EQ(used_cells(&word[15]), 1);
+  CHECK_EQ(races, 0);
+}
+
+TEST(a_range_checks_every_byte_and_no_other) {
+  reset();
+  ftsan__cur = a;
+  char *p = (char *)&word[20];
+  __ftsan_write_range(p + 3, 61); /* bytes 3..63: a partial granule, 6 whole ones, none left */
+  ftsan__cur = b;
+  access(b, p, 1, 1, 0); /* bytes 0..1: before the range */
+  CHECK_EQ(races, 0);
+  access(b, p + 2, 0, 0, 0); /* byte 2 */
+  CHECK_EQ(races, 0);
+  access(b, p + 3, 0, 0, 0); /* byte 3, the first */
+  CHECK_EQ(races, 1);
+  access(b, p + 40, 2, 0, 0); /* inside */
+  CHECK_EQ(races, 2);
+  access(b, p + 63, 0, 1, 0); /* the last byte */
+  CHECK_EQ(races, 3);
+  access(b, p + 64, 3, 1, 0); /* after */
+  CHECK_EQ(races, 3);
+  ftsan__cur = NULL;
+}
+
 TEST(shadow_covers_user_space_only) {
   CHECK(ftsan__shadow_cells((uintptr_t)word) != NULL);
   CHECK(ftsan__shadow_cells((uintptr_t)1 << 50) == NULL);
@@ -230,6 +324,9 @@ int main(void) {
   RUN(cleared_memory_forgets_accesses);
   RUN(thread_creation_and_join_order_accesses);
   RUN(same_thread_never_races_with_itself);
+  RUN(ordered_plain_write_supersedes_what_it_covers);
+  RUN(ordered_access_keeps_what_it_does_not_supersede);
+  RUN(a_range_checks_every_byte_and_no_other);
   RUN(shadow_covers_user_space_only);
   RUN(cell_encoding_round_trips);
   RUN(history_rebuilds_the_stack_of_an_old_access);
