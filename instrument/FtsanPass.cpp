@@ -85,6 +85,21 @@ bool isRefcountHelper(StringRef Name) {
   return false;
 }
 
+// The static inline helpers that read an object's type and a type's flags (Py_TYPE,
+// Py_IS_TYPE, PyType_HasFeature, under PyXxx_Check and most C code). The interpreter sets
+// ob_type when it creates an object and tp_flags when it readies a type; extension code
+// reads them in nearly every function, and checking each read cost a runtime call. Their
+// loads get the same tag as the refcount helpers' and are not checked (a race of a
+// Py_SET_TYPE with a Py_TYPE read is no longer seen; the store itself still is).
+const char *const kHeaderReadHelpers[] = {"Py_TYPE", "_Py_TYPE", "Py_IS_TYPE", "PyType_HasFeature"};
+
+bool isHeaderReadHelper(StringRef Name) {
+  for (const char *H : kHeaderReadHelpers)
+    if (Name == H)
+      return true;
+  return false;
+}
+
 // ---------------------------------------------------------------------------------------
 // The refcount operations whose call sites report an event to the runtime (contention
 // analysis), with the kind of operation. The X variants and Py_NewRef call Py_INCREF or
@@ -129,6 +144,16 @@ struct FtsanMarkPass : PassInfoMixin<FtsanMarkPass> {
       inlineLocalCallees(F);
       for (Instruction &I : instructions(F))
         if (I.mayReadOrWriteMemory() && !isa<CallBase>(I)) {
+          I.setMetadata(kRefcountMD, Tag);
+          Changed = true;
+        }
+    }
+    for (Function &F : M) {
+      if (F.isDeclaration() || !isHeaderReadHelper(F.getName()))
+        continue;
+      inlineLocalCallees(F);
+      for (Instruction &I : instructions(F))
+        if (isa<LoadInst>(I)) {
           I.setMetadata(kRefcountMD, Tag);
           Changed = true;
         }

@@ -99,6 +99,30 @@ class PassApplied(unittest.TestCase):
                 plain = [c for c in body if re.match(r"__ftsan_(read|write|atomic)", c)]
                 self.assertEqual(plain, [], "%s at %s: %s" % (fn, opt, body))
 
+    def test_type_reads_are_not_checked(self):
+        """Py_TYPE / Py_IS_TYPE / PyType_HasFeature (under PyList_Check) read header fields
+        the interpreter sets once: no call; Py_SIZE (a mutable size) and Py_SET_TYPE (a
+        store) keep theirs."""
+        code = ("#include <Python.h>\n"
+                "int is_list(PyObject *o) { return PyList_Check(o); }\n"
+                "int is_long(PyObject *o) { return Py_IS_TYPE(o, &PyLong_Type); }\n"
+                "PyTypeObject *tp(PyObject *o) { return Py_TYPE(o); }\n"
+                "Py_ssize_t sz(PyObject *o) { return Py_SIZE(o); }\n"
+                "void settype(PyObject *o, PyTypeObject *t) { Py_SET_TYPE(o, t); }\n")
+        for opt in ("-O0", "-O2"):
+            text = ir(code, opt, self.work)
+            for fn in ("is_list", "is_long", "tp"):
+                body = [c for c in calls(function_body(text, fn)) if re.match(r"__ftsan_(read|write|atomic)", c)]
+                self.assertEqual(body, [], (fn, opt))
+            if opt == "-O0":  # the helpers are functions of their own
+                for fn in ("Py_TYPE", "PyType_HasFeature", "Py_IS_TYPE"):
+                    body = [c for c in calls(function_body(text, fn)) if re.match(r"__ftsan_(read|atomic)", c)]
+                    self.assertEqual(body, [], (fn, opt))
+            sz = function_body(text, "Py_SIZE" if opt == "-O0" else "sz")
+            self.assertIn("__ftsan_read8", calls(sz), opt)
+            st = function_body(text, "Py_SET_TYPE" if opt == "-O0" else "settype")
+            self.assertIn("__ftsan_write8", calls(st), opt)
+
     def test_plain_access_next_to_refcount_is_still_instrumented(self):
         code = REFCOUNT_ONLY + "long g;\nvoid both(PyObject *o) { Py_INCREF(o); g++; Py_DECREF(o); }\n"
         for opt in ("-O0", "-O2"):
