@@ -27,6 +27,7 @@
 #include "llvm/Analysis/ScalarEvolution.h"
 #include "llvm/Analysis/ScalarEvolutionExpressions.h"
 #include "llvm/Analysis/ValueTracking.h"
+#include "llvm/IR/DebugInfoMetadata.h"
 #include "llvm/IR/Dominators.h"
 #include "llvm/IR/Function.h"
 #include "llvm/IR/IRBuilder.h"
@@ -301,8 +302,25 @@ void FtsanInstrumentPass::initialize(Module &M) {
 #undef FTSAN__WRAPPED_NAME
 }
 
+// Whether an access comes from the body of a refcount helper or (a load) of a header-read
+// helper, by its debug location. The tag set at pipeline start does not always survive:
+// when two tagged loads of the same field are merged (PyObject_TypeCheck reads ob_type
+// through Py_IS_TYPE, then again through Py_TYPE), LLVM drops metadata it does not know,
+// while the kept load keeps its location inside the helper. ftsan-cc always compiles with
+// -g, so the location is there unless the user turned debug info off again.
+bool inHelperBody(const Instruction *I) {
+  const DILocation *Loc = I->getDebugLoc().get();
+  if (!Loc)
+    return false;
+  const DISubprogram *SP = Loc->getScope()->getSubprogram();
+  if (!SP)
+    return false;
+  StringRef Name = SP->getName();
+  return isRefcountHelper(Name) || (isa<LoadInst>(I) && isHeaderReadHelper(Name));
+}
+
 bool FtsanInstrumentPass::isIgnoredAccess(Instruction *I, Value *Addr) {
-  if (I->getMetadata(kRefcountMD))
+  if (I->getMetadata(kRefcountMD) || inHelperBody(I))
     return true;
   if (cast<PointerType>(Addr->getType()->getScalarType())->getAddressSpace() != 0)
     return true;
