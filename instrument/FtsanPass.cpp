@@ -229,7 +229,7 @@ private:
   bool instrumentFunction(Function &F, FunctionAnalysisManager &FAM);
   bool isIgnoredAccess(Instruction *I, Value *Addr);
   static void findReadsBeforeWrites(Function &F, SmallPtrSetImpl<Instruction *> &Skip);
-  void hoistLoopAccesses(Function &F, FunctionAnalysisManager &FAM,
+  bool hoistLoopAccesses(Function &F, FunctionAnalysisManager &FAM,
                          SmallPtrSetImpl<Instruction *> &Skip);
   void instrumentPlain(Instruction *I, Value *Addr, Type *Ty, bool IsWrite);
   void instrumentAtomic(Instruction *I, Value *Addr, Type *Ty, AtomicOrdering O, unsigned Op);
@@ -393,11 +393,11 @@ void FtsanInstrumentPass::findReadsBeforeWrites(Function &F, SmallPtrSetImpl<Ins
 // field of an array of structs) keeps its per-access calls: a range over the gaps would
 // claim bytes the loop never touches. The range call carries the debug location of the
 // group's first access, so a report names that line.
-void FtsanInstrumentPass::hoistLoopAccesses(Function &F, FunctionAnalysisManager &FAM,
+bool FtsanInstrumentPass::hoistLoopAccesses(Function &F, FunctionAnalysisManager &FAM,
                                             SmallPtrSetImpl<Instruction *> &Skip) {
   LoopInfo &LI = FAM.getResult<LoopAnalysis>(F);
   if (LI.empty())
-    return;
+    return false;
   DominatorTree &DT = FAM.getResult<DominatorTreeAnalysis>(F);
   auto MayHoist = [](Loop *L) {
     if (!L->isInnermost() || !L->getLoopLatch() || L->getExitingBlock() != L->getLoopLatch())
@@ -529,6 +529,7 @@ void FtsanInstrumentPass::hoistLoopAccesses(Function &F, FunctionAnalysisManager
         Skip.insert(P.I);
     }
   }
+  return NewBlocks;
 }
 
 void FtsanInstrumentPass::instrumentPlain(Instruction *I, Value *Addr, Type *Ty, bool IsWrite) {
@@ -613,10 +614,9 @@ bool FtsanInstrumentPass::instrumentFunction(Function &F, FunctionAnalysisManage
   SmallPtrSet<Instruction *, 16> Skip; // accesses checked elsewhere, or not at all
   findReadsBeforeWrites(F, Skip);
   size_t Hoisted = Skip.size();
-  if (ClInstrumentMemory && ClHoistLoops)
-    hoistLoopAccesses(F, FAM, Skip);
+  bool NewBlocks = ClInstrumentMemory && ClHoistLoops && hoistLoopAccesses(F, FAM, Skip);
 
-  bool Changed = Skip.size() != Hoisted;
+  bool Changed = Skip.size() != Hoisted; // range calls were added
   for (Instruction *I : Accesses) {
     if (auto *LI = dyn_cast<LoadInst>(I)) {
       if (Skip.contains(I) || isIgnoredAccess(I, LI->getPointerOperand()))
@@ -700,7 +700,7 @@ bool FtsanInstrumentPass::instrumentFunction(Function &F, FunctionAnalysisManage
     }
     Changed = true;
   }
-  return Changed;
+  return Changed || NewBlocks;
 }
 
 PreservedAnalyses FtsanInstrumentPass::run(Module &M, ModuleAnalysisManager &MAM) {
