@@ -94,6 +94,22 @@ bool isRefcountHelper(StringRef Name) {
 // Py_SET_TYPE with a Py_TYPE read is no longer seen; the store itself still is).
 const char *const kHeaderReadHelpers[] = {"Py_TYPE", "_Py_TYPE", "Py_IS_TYPE", "PyType_HasFeature"};
 
+// PyMutex's inline fast paths (3.13 and 3.14 cpython/lock.h): _PyMutex_Lock's
+// compare-and-swap takes the lock, _PyMutex_Unlock's releases it. Both are seq_cst, which
+// would make each an acquire and a release: a release at every lock attempt (failed ones
+// too, so a waiter's earlier accesses would be ordered before the next owner's, hiding
+// races) and an acquire at every unlock, four sync-object updates per critical section.
+// Tagged here, the lock's CAS is instrumented as an acquire and the unlock's as a release.
+const char *const kMutexMD = "ftsan.mutex";
+
+int mutexHelperRole(StringRef Name) {
+  if (Name == "_PyMutex_Lock")
+    return FTSAN_MO_ACQUIRE;
+  if (Name == "_PyMutex_Unlock")
+    return FTSAN_MO_RELEASE;
+  return -1;
+}
+
 bool isHeaderReadHelper(StringRef Name) {
   for (const char *H : kHeaderReadHelpers)
     if (Name == H)
@@ -146,6 +162,18 @@ struct FtsanMarkPass : PassInfoMixin<FtsanMarkPass> {
       for (Instruction &I : instructions(F))
         if (I.mayReadOrWriteMemory() && !isa<CallBase>(I)) {
           I.setMetadata(kRefcountMD, Tag);
+          Changed = true;
+        }
+    }
+    for (Function &F : M) {
+      int Role = mutexHelperRole(F.getName());
+      if (F.isDeclaration() || Role < 0)
+        continue;
+      inlineLocalCallees(F); // _Py_atomic_compare_exchange_uint8
+      MDNode *RoleMD = MDNode::get(Ctx, ConstantAsMetadata::get(ConstantInt::get(Type::getInt32Ty(Ctx), Role)));
+      for (Instruction &I : instructions(F))
+        if (isa<AtomicCmpXchgInst>(I)) {
+          I.setMetadata(kMutexMD, RoleMD);
           Changed = true;
         }
     }
@@ -643,9 +671,15 @@ bool FtsanInstrumentPass::instrumentFunction(Function &F, FunctionAnalysisManage
         instrumentAtomic(I, RMW->getPointerOperand(), RMW->getValOperand()->getType(),
                          RMW->getOrdering(), FTSAN_AOP_RMW);
     } else if (auto *CX = dyn_cast<AtomicCmpXchgInst>(I)) {
-      if (ClInstrumentAtomics && !isIgnoredAccess(I, CX->getPointerOperand()))
-        instrumentAtomic(I, CX->getPointerOperand(), CX->getCompareOperand()->getType(),
-                         CX->getSuccessOrdering(), FTSAN_AOP_CAS);
+      if (ClInstrumentAtomics && !isIgnoredAccess(I, CX->getPointerOperand())) {
+        AtomicOrdering O = CX->getSuccessOrdering();
+        if (MDNode *Role = I->getMetadata(kMutexMD)) // PyMutex's lock or unlock
+          O = mdconst::extract<ConstantInt>(Role->getOperand(0))->getZExtValue() == FTSAN_MO_ACQUIRE
+                  ? AtomicOrdering::Acquire
+                  : AtomicOrdering::Release;
+        instrumentAtomic(I, CX->getPointerOperand(), CX->getCompareOperand()->getType(), O,
+                         FTSAN_AOP_CAS);
+      }
     } else if (auto *FI = dyn_cast<FenceInst>(I)) {
       // A single-thread fence orders against signal handlers only.
       if (ClInstrumentAtomics && FI->getSyncScopeID() != SyncScope::SingleThread) {

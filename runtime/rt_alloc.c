@@ -3,6 +3,7 @@
 #include "rt_internal.h"
 
 #include <string.h>
+#include <sched.h>
 #include <sys/mman.h>
 
 #define CHUNK_SIZE (1u << 20)
@@ -10,9 +11,15 @@
 static ftsan_spin alloc_lock;
 static char *chunk_pos, *chunk_end; /* guarded by alloc_lock */
 
+/* Spins, then yields: with more threads than cores the holder may have been preempted, and
+ * spinning until its next time slice would waste ours. */
 void ftsan__spin_lock(ftsan_spin *l) {
+  unsigned spins = 0;
   while (__atomic_exchange_n(&l->locked, 1, __ATOMIC_ACQUIRE))
-    while (__atomic_load_n(&l->locked, __ATOMIC_RELAXED)) __builtin_ia32_pause();
+    while (__atomic_load_n(&l->locked, __ATOMIC_RELAXED)) {
+      if (++spins % 128 == 0) sched_yield();
+      else __builtin_ia32_pause();
+    }
 }
 
 void ftsan__spin_unlock(ftsan_spin *l) { __atomic_store_n(&l->locked, 0, __ATOMIC_RELEASE); }

@@ -8,6 +8,8 @@
 #
 # Environment: BENCH_WORKLOADS (default "private locked pysync refcount"), BENCH_THREADS
 # (default "1 2 4"), BENCH_REPS (default 3), BENCH_SCALE (work multiplier, default 1).
+# BENCH_NO_BUILD=1 reuses the four builds of an earlier run (on a machine without clang-19:
+# copy BUILD_DIR along), with the ThreadSanitizer runtime at BENCH_TSAN_RT.
 set -euo pipefail
 if [ $# -ne 2 ]; then
   echo "usage: $0 BUILD_DIR PYTHON" >&2
@@ -22,15 +24,20 @@ threads_list=${BENCH_THREADS:-1 2 4}
 reps=${BENCH_REPS:-3}
 cc=clang-19
 
+no_build=${BENCH_NO_BUILD:-0}
 for tool in "$build/bin/ftsan" "$build/bin/ftsan-cc"; do
   [ -x "$tool" ] || { echo "bench: $tool missing (run 'make build')" >&2; exit 1; }
 done
-tsan_rt=$($cc -print-file-name=libclang_rt.tsan-x86_64.so)
+if [ "$no_build" = 1 ]; then
+  tsan_rt=${BENCH_TSAN_RT:-}
+else
+  tsan_rt=$($cc -print-file-name=libclang_rt.tsan-x86_64.so)
+fi
 [ -f "$tsan_rt" ] || { echo "bench: ThreadSanitizer runtime not found ($tsan_rt)" >&2; exit 1; }
 
 # Only this script's own scratch paths: BUILD_DIR/bench may hold other tools' files.
-rm -rf "$work/native" "$work/tsan" "$work/ftsan" "$work/ftsan-contention" "$work/out" "$work/logs" "$work/raw.tsv" \
-  "$work/results.md"
+rm -rf "$work/out" "$work/logs" "$work/raw.tsv" "$work/results.md"
+[ "$no_build" = 1 ] || rm -rf "$work/native" "$work/tsan" "$work/ftsan" "$work/ftsan-contention"
 mkdir -p "$work/native" "$work/tsan" "$work/ftsan" "$work/out" "$work/logs"
 suffix=$("$py" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
 includes=$("$py" -c 'import sysconfig; print("-I" + sysconfig.get_paths()["include"])')
@@ -38,14 +45,20 @@ src="$here/bench_ext.c"
 mod="bench_ext$suffix"
 start=$SECONDS
 
-echo "bench: building $src three ways into $work/{native,tsan,ftsan}"
-$cc -std=c11 -O2 -g -shared -fPIC $includes "$src" -o "$work/native/$mod"
-$cc -std=c11 -O2 -g -fsanitize=thread -shared -fPIC $includes "$src" -o "$work/tsan/$mod"
-"$build/bin/ftsan-cc" -std=c11 -O2 -shared -fPIC $includes "$src" -o "$work/ftsan/$mod"
-# The contention-only build (refcount events and C-API redirections, no per-access calls).
-mkdir -p "$work/ftsan-contention"
-FTSAN_INSTRUMENT=contention "$build/bin/ftsan-cc" -std=c11 -O2 -shared -fPIC $includes "$src" \
-  -o "$work/ftsan-contention/$mod"
+if [ "$no_build" = 1 ]; then
+  for v in native tsan ftsan ftsan-contention; do
+    [ -f "$work/$v/$mod" ] || { echo "bench: BENCH_NO_BUILD=1 but $work/$v/$mod is missing" >&2; exit 1; }
+  done
+else
+  echo "bench: building $src three ways into $work/{native,tsan,ftsan}"
+  $cc -std=c11 -O2 -g -shared -fPIC $includes "$src" -o "$work/native/$mod"
+  $cc -std=c11 -O2 -g -fsanitize=thread -shared -fPIC $includes "$src" -o "$work/tsan/$mod"
+  "$build/bin/ftsan-cc" -std=c11 -O2 -shared -fPIC $includes "$src" -o "$work/ftsan/$mod"
+  # The contention-only build (refcount events and C-API redirections, no per-access calls).
+  mkdir -p "$work/ftsan-contention"
+  FTSAN_INSTRUMENT=contention "$build/bin/ftsan-cc" -std=c11 -O2 -shared -fPIC $includes "$src" \
+    -o "$work/ftsan-contention/$mod"
+fi
 
 # One run: prints "TIME RSS_KB FINDINGS" (FINDINGS is - for native and TSan).
 run_one() {

@@ -254,6 +254,21 @@ long until_zero(const int *a) { long i = 0; while (a[i]) i++; return i; }
         self.assertIn(3 | (2 << 4) | (0 << 8), descs)
         self.assertIn(3 | (5 << 4) | (2 << 8), descs)
 
+    def test_pymutex_fast_paths_are_an_acquire_and_a_release(self):
+        """The seq_cst compare-and-swaps of PyMutex_Lock/Unlock's inline fast paths: the lock's
+        is instrumented as an acquire (a failed attempt releases nothing), the unlock's as a
+        release."""
+        code = ("#include <Python.h>\nstatic PyMutex m; long n;\n"
+                "void f(void) { PyMutex_Lock(&m); n++; PyMutex_Unlock(&m); }\n")
+        for opt in ("-O0", "-O2"):
+            text = ir(code, opt, self.work)
+            descs = [int(d) for d in re.findall(r"call void @__ftsan_atomic_pre\(ptr [^,]+, i32 (\d+)\)", text)]
+            cas_acquire, cas_release = 0 | (2 << 4) | (3 << 8), 0 | (3 << 4) | (3 << 8)
+            self.assertIn(cas_acquire, descs, opt)
+            self.assertIn(cas_release, descs, opt)
+            if opt == "-O2":
+                self.assertEqual(sorted(descs), sorted([cas_acquire, cas_release]), descs)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
