@@ -29,6 +29,7 @@ typedef struct pysite_cache_entry { uintptr_t code; int offset; uint64_t ident, 
 /* A frame state (frame, instruction pointer) already resolved to a Python line. */
 #define SITE_MEMO 64
 typedef struct site_memo { uintptr_t frame, ip; uint64_t id; } site_memo;
+#define TYPE_MEMO 16
 
 /* Per thread; the thread is the only writer, the flush at its end the only reader. */
 typedef struct contention_state {
@@ -39,6 +40,7 @@ typedef struct contention_state {
   site_memo cmemo[SITE_MEMO];    /* the same for creation sites */
   uint64_t rc_dropped, lk_dropped;
   pysite_cache_entry pysites[PYSITE_CACHE];
+  struct { uintptr_t object; uint64_t type; } types[TYPE_MEMO]; /* lock owners' types */
 } contention_state;
 
 static FTSAN_TLS uint64_t sync_site; /* call site of the C-API wrapper running, or 0 */
@@ -372,8 +374,22 @@ void ftsan__contention_lock_wait(uintptr_t lock, uintptr_t object, uint32_t flag
     t->ignore--;
     if (site) flags |= FTSAN_LKF_PYSITE;
   }
-  uint64_t type = object ? ftsan__pyobject_type(object) : 0;
+  uint64_t type = 0;
+  if (object) {
+    /* A memo per thread: an object freed and another made at its address may be named
+     * with the old type, which only mislabels a contention row. */
+    __typeof__(s->types[0]) *m = &s->types[(object >> 4) % TYPE_MEMO];
+    if (m->object != object) {
+      m->object = object;
+      m->type = ftsan__pyobject_type(object);
+    }
+    type = m->type;
+  }
   if (!type) object = 0;
+  if (flags & FTSAN_LKW_MAYBE_OBJECT) {
+    flags &= ~FTSAN_LKW_MAYBE_OBJECT;
+    if (type) flags = (flags & ~FTSAN_LKF_PYMUTEX) | FTSAN_LKF_CRITICAL_SECTION;
+  }
   uint64_t h = hash3(lock, site, flags);
   for (uint32_t i = 0; i < 32; i++) {
     lk_slot *e = &s->lk[(h + i) & (LK_TABLE - 1)];

@@ -35,6 +35,7 @@ static void (*orig_cs_begin_slow)(void *c, void *m);
 static void (*orig_cs2_begin_slow)(void *c, void *m1, void *m2, int m1_locked);
 static void (*orig_pymutex_lock)(void *m);
 static FTSAN_TLS int in_cs_slow; /* the PyMutex_Lock inside a critical section's slow path */
+static FTSAN_TLS int in_pymutex_lock; /* the _PyMutex_LockTimed inside PyMutex_Lock */
 static int (*orig_check_gil)(void *module, void *name);
 static void (*orig_new_reference)(void *op);
 
@@ -116,7 +117,10 @@ static int hook_mutex_lock_timed(void *m, long long timeout, int flags) {
   /* threading.Lock: contended when the lock bit is already set as we arrive and the call
    * may block (timeout 0 is a try-lock, e.g. Condition._is_owned: not a wait). */
   uint64_t t0 = 0;
-  if (ftsan__contention_on && timeout != 0 && (__atomic_load_n((uint8_t *)m, __ATOMIC_RELAXED) & 1))
+  /* Reached from PyMutex_Lock or a critical section's slow path, whose hooks count the wait
+   * themselves (as a PyMutex's or a section's, not a threading.Lock's). */
+  if (ftsan__contention_on && timeout != 0 && !in_pymutex_lock && !in_cs_slow &&
+      (__atomic_load_n((uint8_t *)m, __ATOMIC_RELAXED) & 1))
     t0 = ftsan__contention_now();
   int rc = orig_mutex_lock_timed(m, timeout, flags);
   if (t0) ftsan__contention_lock_wait((uintptr_t)m, 0, FTSAN_LKF_THREADING_LOCK, ftsan__contention_now() - t0);
@@ -213,15 +217,14 @@ static void hook_pymutex_lock(void *m) {
     return;
   }
   uint64_t t0 = ftsan__contention_now();
+  in_pymutex_lock++;
   orig_pymutex_lock(m);
+  in_pymutex_lock--;
   uint64_t dt = ftsan__contention_now() - t0;
   /* A PyMutex inside a PyObject header is its ob_mutex, used only by critical sections
    * (PyCriticalSection_Begin may reach PyMutex_Lock directly, its slow path inlined). */
-  uintptr_t obj = (uintptr_t)m - FTSAN_PY_OB_MUTEX;
-  if (ftsan__pyobject_type(obj))
-    ftsan__contention_lock_wait((uintptr_t)m, obj, FTSAN_LKF_CRITICAL_SECTION, dt);
-  else
-    ftsan__contention_lock_wait((uintptr_t)m, 0, FTSAN_LKF_PYMUTEX, dt);
+  ftsan__contention_lock_wait((uintptr_t)m, (uintptr_t)m - FTSAN_PY_OB_MUTEX,
+                              FTSAN_LKF_PYMUTEX | FTSAN_LKW_MAYBE_OBJECT, dt);
 }
 
 static void hook_cs_suspend_all(void *tstate) {

@@ -98,6 +98,11 @@ class Contention(unittest.TestCase):
         self.assertGreater(d["lock_wait_ns"], 0)
         self.assertIn(CS_LINE, [s["line"] for s in d["top_c_sites"]])
         self.assertIn("lock contended", d["advice"])
+        # the section's slow path waits in _PyMutex_LockTimed, threading.Lock's path too: the
+        # wait is the dict's, not also a separate lock's at its ob_mutex
+        mutex = int(d["object"], 16) + 10
+        all_rows = self.top("dictlock", "--limit", "100000", "--min-shared", "0")["rows"]
+        self.assertEqual([r for r in all_rows if int(r["object"], 16) == mutex], [])
 
     def test_python_lock_wait_is_the_python_lines_not_the_last_c_call(self):
         rows = [r for r in self.top("pylock", "--limit", "50")["rows"] if r["lock_waits"] and r["type"] != "dict"]
