@@ -43,6 +43,10 @@ void ftsan__opt_set_str(const char **dst, const char *v, size_t n);
 
 /* ---- spin lock for rare slow paths (trace writes, registries) ----------------------- */
 typedef struct { volatile int locked; } ftsan_spin;
+/* Set while a C-API mutex wrapper (rt_capi.c) runs the real PyMutex_Lock/Unlock: the
+ * interpreter's lock functions it reaches (patched in rt_hooks.c) leave the happens-before
+ * edge to the wrapper instead of making it two or three times. */
+extern FTSAN_TLS int ftsan__in_mutex_wrapper;
 void ftsan__spin_lock(ftsan_spin *l);
 void ftsan__spin_unlock(ftsan_spin *l);
 
