@@ -336,9 +336,25 @@ void FtsanInstrumentPass::initialize(Module &M) {
 // through Py_IS_TYPE, then again through Py_TYPE), LLVM drops metadata it does not know,
 // while the kept load keeps its location inside the helper. ftsan-cc always compiles with
 // -g, so the location is there unless the user turned debug info off again.
+//
+// Only a scalar access of at most 8 bytes counts: the vectorizer may merge a helper's load
+// of ob_type with the caller's load of the next field into one <2 x ptr> load that keeps
+// the helper's location; that load reads the caller's field too and must be checked.
 bool inHelperBody(const Instruction *I) {
   const DILocation *Loc = I->getDebugLoc().get();
   if (!Loc)
+    return false;
+  Type *Ty = nullptr;
+  if (auto *LI = dyn_cast<LoadInst>(I))
+    Ty = LI->getType();
+  else if (auto *SI = dyn_cast<StoreInst>(I))
+    Ty = SI->getValueOperand()->getType();
+  else if (auto *RMW = dyn_cast<AtomicRMWInst>(I))
+    Ty = RMW->getValOperand()->getType();
+  else if (auto *CX = dyn_cast<AtomicCmpXchgInst>(I))
+    Ty = CX->getCompareOperand()->getType();
+  if (!Ty || !(Ty->isIntegerTy() || Ty->isPointerTy()) ||
+      I->getModule()->getDataLayout().getTypeStoreSize(Ty).getFixedValue() > 8)
     return false;
   const DISubprogram *SP = Loc->getScope()->getSubprogram();
   if (!SP)
@@ -388,7 +404,7 @@ void FtsanInstrumentPass::findReadsBeforeWrites(Function &F, SmallPtrSetImpl<Ins
         continue;
       }
       if (auto *SI = dyn_cast<StoreInst>(&I)) {
-        if (!SI->isVolatile() && !SI->getMetadata(kRefcountMD))
+        if (!SI->isVolatile() && !SI->getMetadata(kRefcountMD) && !inHelperBody(SI))
           WrittenLater[SI->getPointerOperand()] =
               DL.getTypeStoreSize(SI->getValueOperand()->getType()).getKnownMinValue();
       } else if (auto *LI = dyn_cast<LoadInst>(&I)) {

@@ -181,15 +181,16 @@ FTSAN_EXPORT void __ftsan_PyCriticalSection2_End(void *cs) {
   real_PyCriticalSection2_End(cs);
 }
 
-FTSAN_TLS int ftsan__in_mutex_wrapper;
+FTSAN_TLS uintptr_t ftsan__wrapped_mutex;
 
 FTSAN_EXPORT void __ftsan_PyMutex_Lock(void *m) {
   ENSURE_REAL(PyMutex_Lock);
   ftsan_thread *t = sync_thread(CALLER_PC);
   if (t) suspend_held(t); /* a contended lock parks and detaches */
-  ftsan__in_mutex_wrapper++;
+  uintptr_t outer = ftsan__wrapped_mutex;
+  ftsan__wrapped_mutex = (uintptr_t)m;
   real_PyMutex_Lock(m);
-  ftsan__in_mutex_wrapper--;
+  ftsan__wrapped_mutex = outer;
   ftsan__contention_set_sync_site(0);
   if (t) {
     resume_held(t);
@@ -201,9 +202,10 @@ FTSAN_EXPORT void __ftsan_PyMutex_Unlock(void *m) {
   ENSURE_REAL(PyMutex_Unlock);
   ftsan_thread *t = sync_thread_nowait(CALLER_PC);
   if (t) ftsan__release(t, (uintptr_t)m);
-  ftsan__in_mutex_wrapper++;
+  uintptr_t outer = ftsan__wrapped_mutex;
+  ftsan__wrapped_mutex = (uintptr_t)m;
   real_PyMutex_Unlock(m);
-  ftsan__in_mutex_wrapper--;
+  ftsan__wrapped_mutex = outer;
 }
 
 /* No happens-before: in a free-threaded build these only attach the thread. The runtime

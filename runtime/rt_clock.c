@@ -76,6 +76,21 @@ static uint32_t clock_len(void) {
 #define LOCAL_FREE 64
 static FTSAN_TLS sync_obj *local_free;
 static FTSAN_TLS uint32_t nlocal_free;
+static FTSAN_TLS int local_closed; /* the thread has finished: use the global list */
+
+/* At the end of a thread (called on that thread): its kept objects go to the global list. */
+void ftsan__clock_thread_exit(void) {
+  local_closed = 1;
+  if (!local_free) return;
+  sync_obj *last = local_free;
+  while (last->next) last = last->next;
+  ftsan__spin_lock(&free_lock);
+  last->next = free_objs;
+  free_objs = local_free;
+  ftsan__spin_unlock(&free_lock);
+  local_free = NULL;
+  nlocal_free = 0;
+}
 
 static sync_obj *new_obj(uintptr_t addr) {
   sync_obj *s = NULL;
@@ -181,7 +196,7 @@ void ftsan__sync_forget(uintptr_t addr) {
   sync_obj *s = *p;
   if (s) *p = s->next;
   bucket_unlock(b);
-  if (s && nlocal_free < LOCAL_FREE) {
+  if (s && nlocal_free < LOCAL_FREE && !local_closed) {
     s->next = local_free;
     local_free = s;
     nlocal_free++;

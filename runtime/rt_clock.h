@@ -12,6 +12,8 @@ void ftsan__release(ftsan_thread *t, uintptr_t addr);
 void ftsan__acquire(ftsan_thread *t, uintptr_t addr);
 /* The sync object at addr is destroyed (sem_destroy, pthread_mutex_destroy): forget it. */
 void ftsan__sync_forget(uintptr_t addr);
+/* The calling thread has finished: hand its cached sync objects back to all threads. */
+void ftsan__clock_thread_exit(void);
 /* Thread t starts with everything its parent did before creating it. */
 void ftsan__clock_inherit(ftsan_thread *child, ftsan_thread *parent);
 /* t learns everything the finished thread did. */

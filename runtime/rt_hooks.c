@@ -124,7 +124,7 @@ static int hook_mutex_lock_timed(void *m, long long timeout, int flags) {
     t0 = ftsan__contention_now();
   int rc = orig_mutex_lock_timed(m, timeout, flags);
   if (t0) ftsan__contention_lock_wait((uintptr_t)m, 0, FTSAN_LKF_THREADING_LOCK, ftsan__contention_now() - t0);
-  if (rc == PY_LOCK_ACQUIRED && !ftsan__in_mutex_wrapper) {
+  if (rc == PY_LOCK_ACQUIRED && ftsan__wrapped_mutex != (uintptr_t)m) {
     ftsan_thread *t = hook_thread();
     if (t) ftsan__acquire(t, (uintptr_t)m);
   }
@@ -132,7 +132,7 @@ static int hook_mutex_lock_timed(void *m, long long timeout, int flags) {
 }
 
 static int hook_mutex_try_unlock(void *m) {
-  ftsan_thread *t = ftsan__in_mutex_wrapper ? NULL : hook_thread();
+  ftsan_thread *t = ftsan__wrapped_mutex == (uintptr_t)m ? NULL : hook_thread();
   if (t) ftsan__release(t, (uintptr_t)m);
   return orig_mutex_try_unlock(m);
 }

@@ -43,10 +43,12 @@ void ftsan__opt_set_str(const char **dst, const char *v, size_t n);
 
 /* ---- spin lock for rare slow paths (trace writes, registries) ----------------------- */
 typedef struct { volatile int locked; } ftsan_spin;
-/* Set while a C-API mutex wrapper (rt_capi.c) runs the real PyMutex_Lock/Unlock: the
- * interpreter's lock functions it reaches (patched in rt_hooks.c) leave the happens-before
- * edge to the wrapper instead of making it two or three times. */
-extern FTSAN_TLS int ftsan__in_mutex_wrapper;
+/* The mutex whose real PyMutex_Lock/Unlock a C-API wrapper (rt_capi.c) is running, or 0:
+ * the interpreter's lock functions reached for that mutex (patched in rt_hooks.c) leave the
+ * happens-before edge to the wrapper instead of making it two or three times. Only that
+ * mutex: while the thread waits, the interpreter suspends and resumes its critical
+ * sections through the same functions, and those edges must stay. */
+extern FTSAN_TLS uintptr_t ftsan__wrapped_mutex;
 void ftsan__spin_lock(ftsan_spin *l);
 void ftsan__spin_unlock(ftsan_spin *l);
 

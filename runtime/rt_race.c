@@ -125,6 +125,9 @@ FTSAN_NOINLINE void ftsan__check_granule_slow(ftsan_thread *t, uint64_t *cells, 
     }
   }
   __atomic_store_n(&cells[slot], cur, __ATOMIC_RELAXED);
-  for (; superseded; superseded &= superseded - 1)
-    __atomic_store_n(&cells[__builtin_ctz(superseded)], 0, __ATOMIC_RELAXED);
+  /* Cleared only if still what was checked: another thread may have stored meanwhile. */
+  for (; superseded; superseded &= superseded - 1) {
+    int i = __builtin_ctz(superseded);
+    __atomic_compare_exchange_n(&cells[i], &c[i], 0, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+  }
 }

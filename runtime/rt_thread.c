@@ -123,6 +123,7 @@ void ftsan__thread_finish(ftsan_thread *t) {
   ftsan__stats_flush(t);
   ftsan__contention_flush(t);
   write_thread_record(t);
+  if (t == ftsan__cur) ftsan__clock_thread_exit();
   t->ignore--;
 }
 
