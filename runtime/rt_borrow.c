@@ -70,6 +70,8 @@ FTSAN_EXPORT void __ftsan_borrow(void *op, uint32_t api) {
   }
 }
 
+int ftsan__borrow_any(void) { return __atomic_load_n(&nborrowed, __ATOMIC_RELAXED) != 0; }
+
 void ftsan__borrow_freed(void *p, size_t size) {
   if (!__atomic_load_n(&nborrowed, __ATOMIC_RELAXED)) return;
   uintptr_t o = (uintptr_t)p;

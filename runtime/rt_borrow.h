@@ -7,6 +7,8 @@
 /* The interpreter frees the block at p (size bytes), after its shadow was cleared: marks it
  * freed if a thread had borrowed the object there. */
 void ftsan__borrow_freed(void *p, size_t size);
+/* Whether any borrowed reference was ever tracked (0: ftsan__borrow_freed has nothing to do). */
+int ftsan__borrow_any(void);
 /* An access found a freed mark in *cell: reports a use-after-free if the accessing thread
  * reached the memory through a live borrowed reference; clears the mark. */
 int ftsan__borrow_check_freed(ftsan_thread *t, uint64_t *cell, uintptr_t addr, uint64_t cur, uint64_t pc);

@@ -179,6 +179,13 @@ void ftsan__acquire(ftsan_thread *t, uintptr_t addr) {
   bucket_unlock(b);
 }
 
+int ftsan__sync_maybe(uintptr_t addr) {
+  if (!buckets) return 0;
+  if (!filter) return 1;
+  uint64_t *w, bit = filter_bit(addr, &w);
+  return (__atomic_load_n(w, __ATOMIC_RELAXED) & bit) != 0;
+}
+
 void ftsan__sync_forget(uintptr_t addr) {
   if (!buckets) return;
   /* Most frees concern memory that never was a sync object: the filter, then an empty

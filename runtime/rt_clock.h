@@ -14,6 +14,8 @@ void ftsan__acquire(ftsan_thread *t, uintptr_t addr);
 void ftsan__sync_forget(uintptr_t addr);
 /* The calling thread has finished: hand its cached sync objects back to all threads. */
 void ftsan__clock_thread_exit(void);
+/* Whether a sync object may exist at addr (a filter: 0 means certainly not). */
+int ftsan__sync_maybe(uintptr_t addr);
 /* Thread t starts with everything its parent did before creating it. */
 void ftsan__clock_inherit(ftsan_thread *child, ftsan_thread *parent);
 /* t learns everything the finished thread did. */
