@@ -185,12 +185,11 @@ void ftsan__contention_init(void) {
   if (n <= 0) n = ftsan__race_on ? 1 : 17;
   rc_period = n;
   /* The interpreter's own shared decrefs (the _Py_DecRefShared patch) are counted in full
-   * in contention mode, where they are the point; race mode samples them 1 in 61, weighted:
-   * a sample costs about 110 ns (the Python line, the object's counters, the per-thread
-   * table), and the pysync benchmark makes 63 such decrefs per iteration; 1 in 17 cost 10 %
-   * of its run time, 1 in 61 costs 3 %. */
-  ftsan__contention_interp_period =
-      ftsan__opt.refcount_sample > 0 ? ftsan__opt.refcount_sample : ftsan__race_on ? 61 : 1;
+   * in contention mode, where they are the point. Race mode patches them only when
+   * refcount_sample is set (rt_hooks.c): a sample costs about 110 ns (the Python line, the
+   * object's counters, the per-thread table), the pysync benchmark makes 63 such decrefs
+   * per iteration, and even 1 in 61 cost 8 % of its time at 2 threads. */
+  ftsan__contention_interp_period = ftsan__opt.refcount_sample > 0 ? ftsan__opt.refcount_sample : 1;
 }
 
 static void count_refcount(contention_state *s, uint64_t object, uint64_t type, uint64_t site,
