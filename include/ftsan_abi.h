@@ -23,7 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define FTSAN_ABI_VERSION 3u
+#define FTSAN_ABI_VERSION 4u
 
 /* Atomic descriptor: bits 0-3 log2(size), bits 4-7 memory order, bits 8-11 operation.
  * Memory orders use the values of the C11/GCC __ATOMIC_* constants. Part of the ABI. */
@@ -125,6 +125,13 @@ void __ftsan_write_range(void *addr, size_t size);
  * would have had a moment later, never remove one, so it cannot cause a false report. */
 void __ftsan_atomic_pre(void *addr, uint32_t desc);
 void __ftsan_atomic_post(void *addr, uint32_t desc);
+/* The pre call of a compare-and-swap, with the value it expects (zero-extended): release
+ * semantics are published only when the location holds that value, i.e. when the CAS is
+ * about to succeed. A failed CAS releases nothing; publishing at every attempt of a
+ * spinning thread ordered its earlier accesses before whoever acquired next, hiding races.
+ * (Another thread may still change the value between this call and the CAS: an extra edge
+ * in that window only, the direction that can hide a race but never report a false one.) */
+void __ftsan_atomic_pre_cas(void *addr, uint32_t desc, uint64_t expected);
 void __ftsan_fence(uint32_t mo);
 
 /* A reference-count operation on op, called just before it (Py_INCREF, Py_XINCREF,

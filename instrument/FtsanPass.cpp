@@ -265,7 +265,7 @@ private:
   Type *IntptrTy = nullptr;
   Type *PtrTy = nullptr;
   FunctionCallee Read[5], Write[5], ReadRange, WriteRange;
-  FunctionCallee AtomicPre, AtomicPost, Fence, FuncEntry, FuncExit, Borrow;
+  FunctionCallee AtomicPre, AtomicPreCas, AtomicPost, Fence, FuncEntry, FuncExit, Borrow;
   StringSet<> Wrapped;
   StringMap<unsigned> BorrowApis;
 };
@@ -317,6 +317,8 @@ void FtsanInstrumentPass::initialize(Module &M) {
   WriteRange = M.getOrInsertFunction("__ftsan_write_range", Attr, VoidTy, PtrTy, IntptrTy);
   AtomicPre = M.getOrInsertFunction("__ftsan_atomic_pre", Attr, VoidTy, PtrTy, I32);
   AtomicPost = M.getOrInsertFunction("__ftsan_atomic_post", Attr, VoidTy, PtrTy, I32);
+  AtomicPreCas = M.getOrInsertFunction("__ftsan_atomic_pre_cas", Attr, VoidTy, PtrTy, I32,
+                                       Type::getInt64Ty(Ctx));
   Fence = M.getOrInsertFunction("__ftsan_fence", Attr, VoidTy, I32);
   FuncEntry = M.getOrInsertFunction("__ftsan_func_entry", Attr, VoidTy, PtrTy);
   FuncExit = M.getOrInsertFunction("__ftsan_func_exit", Attr, VoidTy);
@@ -600,7 +602,18 @@ void FtsanInstrumentPass::instrumentAtomic(Instruction *I, Value *Addr, Type *Ty
   Constant *Desc = ConstantInt::get(Type::getInt32Ty(I->getContext()),
                                     FTSAN_ATOMIC_DESC(Idx, memoryOrder(O), Op));
   IRBuilder<> B(I);
-  B.CreateCall(AtomicPre, {Addr, Desc});
+  auto *CX = dyn_cast<AtomicCmpXchgInst>(I);
+  Value *Expected = nullptr;
+  if (CX && Idx <= 3) { // the expected value, zero-extended (a pointer as its integer)
+    Value *Cmp = CX->getCompareOperand();
+    if (Cmp->getType()->isPointerTy())
+      Cmp = B.CreatePtrToInt(Cmp, IntptrTy);
+    Expected = B.CreateZExtOrBitCast(Cmp, B.getInt64Ty());
+  }
+  if (Expected)
+    B.CreateCall(AtomicPreCas, {Addr, Desc, Expected});
+  else
+    B.CreateCall(AtomicPre, {Addr, Desc});
   B.SetInsertPoint(I->getNextNode());
   Value *PostDesc = Desc;
   if (Op == FTSAN_AOP_CAS) {

@@ -156,6 +156,27 @@ FTSAN_EXPORT void __ftsan_atomic_pre(void *addr, uint32_t desc) {
   if (op != FTSAN_AOP_LOAD && has_release(mo)) ftsan__release(t, (uintptr_t)addr);
 }
 
+/* Whether the location of a compare-and-swap holds the value it expects. */
+static int cas_may_succeed(const void *addr, uint32_t log, uint64_t expected) {
+  switch (log) {
+  case 0: return __atomic_load_n((const uint8_t *)addr, __ATOMIC_RELAXED) == (uint8_t)expected;
+  case 1: return __atomic_load_n((const uint16_t *)addr, __ATOMIC_RELAXED) == (uint16_t)expected;
+  case 2: return __atomic_load_n((const uint32_t *)addr, __ATOMIC_RELAXED) == (uint32_t)expected;
+  case 3: return __atomic_load_n((const uint64_t *)addr, __ATOMIC_RELAXED) == expected;
+  default: return 1; /* 16 bytes: the expected value does not fit; publish as before */
+  }
+}
+
+FTSAN_EXPORT void __ftsan_atomic_pre_cas(void *addr, uint32_t desc, uint64_t expected) {
+  if (FTSAN_UNLIKELY(!ftsan__race_on)) return;
+  ftsan_thread *t = ftsan__thread();
+  if (FTSAN_UNLIKELY(t->ignore)) return;
+  uint32_t log = FTSAN_ATOMIC_LOG2SIZE(desc);
+  atomic_access(CALLER_PC, (uintptr_t)addr, log, 1);
+  if (has_release(FTSAN_ATOMIC_MO(desc)) && cas_may_succeed(addr, log, expected))
+    ftsan__release(t, (uintptr_t)addr);
+}
+
 /* After an atomic instruction: take acquire semantics at the address. */
 FTSAN_EXPORT void __ftsan_atomic_post(void *addr, uint32_t desc) {
   if (FTSAN_UNLIKELY(!ftsan__race_on)) return;
