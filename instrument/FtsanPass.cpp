@@ -79,12 +79,14 @@ const char *const kRefcountHelpers[] = {
     "_Py_INCREF_IncRefTotal", "_Py_DECREF_DecRefTotal",
 };
 
-bool isRefcountHelper(StringRef Name) {
-  for (const char *H : kRefcountHelpers)
+template <size_t N> bool nameIn(const char *const (&Names)[N], StringRef Name) {
+  for (const char *H : Names)
     if (Name == H)
       return true;
   return false;
 }
+
+bool isRefcountHelper(StringRef Name) { return nameIn(kRefcountHelpers, Name); }
 
 // The static inline helpers that read an object's type and a type's flags (Py_TYPE,
 // Py_IS_TYPE, PyType_HasFeature, under PyXxx_Check and most C code). The interpreter sets
@@ -110,12 +112,7 @@ int mutexHelperRole(StringRef Name) {
   return -1;
 }
 
-bool isHeaderReadHelper(StringRef Name) {
-  for (const char *H : kHeaderReadHelpers)
-    if (Name == H)
-      return true;
-  return false;
-}
+bool isHeaderReadHelper(StringRef Name) { return nameIn(kHeaderReadHelpers, Name); }
 
 // ---------------------------------------------------------------------------------------
 // The refcount operations whose call sites report an event to the runtime (contention
@@ -152,40 +149,28 @@ struct FtsanMarkPass : PassInfoMixin<FtsanMarkPass> {
     MDNode *Tag = MDNode::get(Ctx, {});
     bool Changed = insertRefcountEvents(M);
     for (Function &F : M) {
-      if (F.isDeclaration() || !isRefcountHelper(F.getName()))
+      bool Refcount = isRefcountHelper(F.getName()), HeaderRead = isHeaderReadHelper(F.getName());
+      int Role = mutexHelperRole(F.getName());
+      if (F.isDeclaration() || (!Refcount && !HeaderRead && Role < 0))
         continue;
       // The helpers reach the fields through other static inline functions
-      // (_Py_atomic_add_ssize, _Py_atomic_load_uint32_relaxed, ...) that the rest of the
-      // code uses too, e.g. the PyMutex fast path. Inline those into the helper first, so
-      // only the copies inside the helper get the tag.
+      // (_Py_atomic_add_ssize, _Py_atomic_load_uint32_relaxed,
+      // _Py_atomic_compare_exchange_uint8, ...) that the rest of the code uses too, e.g.
+      // the PyMutex fast path. Inline those into the helper first, so only the copies
+      // inside the helper get the tag.
       inlineLocalCallees(F);
-      for (Instruction &I : instructions(F))
-        if (I.mayReadOrWriteMemory() && !isa<CallBase>(I)) {
+      MDNode *RoleMD = Role < 0 ? nullptr
+                                : MDNode::get(Ctx, ConstantAsMetadata::get(
+                                                       ConstantInt::get(Type::getInt32Ty(Ctx), Role)));
+      for (Instruction &I : instructions(F)) {
+        if (Refcount ? I.mayReadOrWriteMemory() && !isa<CallBase>(I) : HeaderRead && isa<LoadInst>(I))
           I.setMetadata(kRefcountMD, Tag);
-          Changed = true;
-        }
-    }
-    for (Function &F : M) {
-      int Role = mutexHelperRole(F.getName());
-      if (F.isDeclaration() || Role < 0)
-        continue;
-      inlineLocalCallees(F); // _Py_atomic_compare_exchange_uint8
-      MDNode *RoleMD = MDNode::get(Ctx, ConstantAsMetadata::get(ConstantInt::get(Type::getInt32Ty(Ctx), Role)));
-      for (Instruction &I : instructions(F))
-        if (isa<AtomicCmpXchgInst>(I)) {
+        else if (RoleMD && isa<AtomicCmpXchgInst>(I))
           I.setMetadata(kMutexMD, RoleMD);
-          Changed = true;
-        }
-    }
-    for (Function &F : M) {
-      if (F.isDeclaration() || !isHeaderReadHelper(F.getName()))
-        continue;
-      inlineLocalCallees(F);
-      for (Instruction &I : instructions(F))
-        if (isa<LoadInst>(I)) {
-          I.setMetadata(kRefcountMD, Tag);
-          Changed = true;
-        }
+        else
+          continue;
+        Changed = true;
+      }
     }
     return Changed ? PreservedAnalyses::none() : PreservedAnalyses::all();
   }

@@ -145,17 +145,6 @@ static void atomic_access(uint64_t pc, uintptr_t addr, uint32_t log, int is_writ
   }
 }
 
-/* Before an atomic instruction: record the access (atomics never race with each other, but
- * do with plain accesses) and publish release semantics at the address. */
-FTSAN_EXPORT void __ftsan_atomic_pre(void *addr, uint32_t desc) {
-  if (FTSAN_UNLIKELY(!ftsan__race_on)) return;
-  ftsan_thread *t = ftsan__thread();
-  if (FTSAN_UNLIKELY(t->ignore)) return;
-  uint32_t op = FTSAN_ATOMIC_OP(desc), mo = FTSAN_ATOMIC_MO(desc);
-  atomic_access(CALLER_PC, (uintptr_t)addr, FTSAN_ATOMIC_LOG2SIZE(desc), op != FTSAN_AOP_LOAD);
-  if (op != FTSAN_AOP_LOAD && has_release(mo)) ftsan__release(t, (uintptr_t)addr);
-}
-
 /* Whether the location of a compare-and-swap holds the value it expects. */
 static int cas_may_succeed(const void *addr, uint32_t log, uint64_t expected) {
   switch (log) {
@@ -167,14 +156,24 @@ static int cas_may_succeed(const void *addr, uint32_t log, uint64_t expected) {
   }
 }
 
-FTSAN_EXPORT void __ftsan_atomic_pre_cas(void *addr, uint32_t desc, uint64_t expected) {
+/* Before an atomic instruction: record the access (atomics never race with each other, but
+ * do with plain accesses) and publish release semantics at the address; for a
+ * compare-and-swap (expected not NULL) only when it is about to succeed. */
+static void atomic_pre(uint64_t pc, void *addr, uint32_t desc, const uint64_t *expected) {
   if (FTSAN_UNLIKELY(!ftsan__race_on)) return;
   ftsan_thread *t = ftsan__thread();
   if (FTSAN_UNLIKELY(t->ignore)) return;
-  uint32_t log = FTSAN_ATOMIC_LOG2SIZE(desc);
-  atomic_access(CALLER_PC, (uintptr_t)addr, log, 1);
-  if (has_release(FTSAN_ATOMIC_MO(desc)) && cas_may_succeed(addr, log, expected))
+  uint32_t op = FTSAN_ATOMIC_OP(desc), log = FTSAN_ATOMIC_LOG2SIZE(desc);
+  atomic_access(pc, (uintptr_t)addr, log, op != FTSAN_AOP_LOAD);
+  if (op != FTSAN_AOP_LOAD && has_release(FTSAN_ATOMIC_MO(desc)) &&
+      (!expected || cas_may_succeed(addr, log, *expected)))
     ftsan__release(t, (uintptr_t)addr);
+}
+
+FTSAN_EXPORT void __ftsan_atomic_pre(void *addr, uint32_t desc) { atomic_pre(CALLER_PC, addr, desc, NULL); }
+
+FTSAN_EXPORT void __ftsan_atomic_pre_cas(void *addr, uint32_t desc, uint64_t expected) {
+  atomic_pre(CALLER_PC, addr, desc, &expected);
 }
 
 /* After an atomic instruction: take acquire semantics at the address. */

@@ -187,14 +187,10 @@ int ftsan__sync_maybe(uintptr_t addr) {
 }
 
 void ftsan__sync_forget(uintptr_t addr) {
-  if (!buckets) return;
   /* Most frees concern memory that never was a sync object: the filter, then an empty
    * bucket, say so without the lock (a racing insertion is of another address, or of a
    * live object). */
-  if (filter) {
-    uint64_t *w, bit = filter_bit(addr, &w);
-    if (!(__atomic_load_n(w, __ATOMIC_RELAXED) & bit)) return;
-  }
+  if (!ftsan__sync_maybe(addr)) return;
   bucket *b = bucket_of(addr);
   if (!__atomic_load_n(&b->head, __ATOMIC_RELAXED)) return;
   bucket_lock(b);

@@ -29,7 +29,9 @@ typedef struct pysite_cache_entry { uintptr_t code; int offset; uint64_t ident, 
 /* A frame state (frame, instruction pointer) already resolved to a Python line. */
 #define SITE_MEMO 64
 typedef struct site_memo { uintptr_t frame, ip; uint64_t id; } site_memo;
+/* An object whose type was already looked up (with system-call reads). */
 #define TYPE_MEMO 16
+typedef struct type_memo { uintptr_t object; uint64_t type; } type_memo;
 
 /* Per thread; the thread is the only writer, the flush at its end the only reader. */
 typedef struct contention_state {
@@ -40,7 +42,7 @@ typedef struct contention_state {
   site_memo cmemo[SITE_MEMO];    /* the same for creation sites */
   uint64_t rc_dropped, lk_dropped;
   pysite_cache_entry pysites[PYSITE_CACHE];
-  struct { uintptr_t object; uint64_t type; } types[TYPE_MEMO]; /* lock owners' types */
+  type_memo types[TYPE_MEMO];    /* lock owners' types */
 } contention_state;
 
 static FTSAN_TLS uint64_t sync_site; /* call site of the C-API wrapper running, or 0 */
@@ -377,7 +379,7 @@ void ftsan__contention_lock_wait(uintptr_t lock, uintptr_t object, uint32_t flag
   if (object) {
     /* A memo per thread: an object freed and another made at its address may be named
      * with the old type, which only mislabels a contention row. */
-    __typeof__(s->types[0]) *m = &s->types[(object >> 4) % TYPE_MEMO];
+    type_memo *m = &s->types[(object >> 4) % TYPE_MEMO];
     if (m->object != object) {
       m->object = object;
       m->type = ftsan__pyobject_type(object);

@@ -157,11 +157,7 @@ static void hook_mi_free(void *p) {
     if (ftsan__sync_maybe(a + FTSAN_PY_OB_MUTEX) && BLOCK_SIZE() >= 32) ftsan__sync_forget(a + FTSAN_PY_OB_MUTEX);
     if (ftsan__sync_maybe(a + 16 + FTSAN_PY_OB_MUTEX) && BLOCK_SIZE() >= 48)
       ftsan__sync_forget(a + 16 + FTSAN_PY_OB_MUTEX);
-    uintptr_t i1 = a >> FTSAN_CHUNK_SHIFT;
-    int untouched = (a & 0xffff) != 0 && i1 + 1 < FTSAN_L1_SIZE &&
-                    !__atomic_load_n(&ftsan__shadow_l1[i1], __ATOMIC_RELAXED) &&
-                    !__atomic_load_n(&ftsan__shadow_l1[i1 + 1], __ATOMIC_RELAXED);
-    if (!untouched) ftsan__shadow_clear(a, BLOCK_SIZE());
+    if ((a & 0xffff) == 0 || !ftsan__shadow_none_near(a)) ftsan__shadow_clear(a, BLOCK_SIZE());
     if (ftsan__borrow_any()) ftsan__borrow_freed(p, BLOCK_SIZE()); /* a borrowed object dying */
 #undef BLOCK_SIZE
   }
@@ -180,8 +176,9 @@ FTSAN_EXPORT void __ftsan__Py_DecRefShared(void *op) {
   real(op);
 }
 
-/* Sampled here, before anything else (a thread-local countdown): race mode counts 1 in 17
- * of these, and the interpreter runs this for every decref of a shared object. */
+/* Sampled here, before anything else (a thread-local countdown): with refcount_sample=N
+ * only 1 in N reaches the runtime, and the interpreter runs this for every decref of a
+ * shared object. */
 static FTSAN_TLS int32_t decref_countdown;
 
 static void hook_decref_shared(void *op) {

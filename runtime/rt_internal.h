@@ -43,12 +43,6 @@ void ftsan__opt_set_str(const char **dst, const char *v, size_t n);
 
 /* ---- spin lock for rare slow paths (trace writes, registries) ----------------------- */
 typedef struct { volatile int locked; } ftsan_spin;
-/* The mutex whose real PyMutex_Lock/Unlock a C-API wrapper (rt_capi.c) is running, or 0:
- * the interpreter's lock functions reached for that mutex (patched in rt_hooks.c) leave the
- * happens-before edge to the wrapper instead of making it two or three times. Only that
- * mutex: while the thread waits, the interpreter suspends and resumes its critical
- * sections through the same functions, and those edges must stay. */
-extern FTSAN_TLS uintptr_t ftsan__wrapped_mutex;
 void ftsan__spin_lock(ftsan_spin *l);
 void ftsan__spin_unlock(ftsan_spin *l);
 
@@ -244,6 +238,12 @@ int ftsan__python_resolve(uintptr_t code, int offset, char *file, size_t file_n,
 void ftsan__capi_init(void);
 void ftsan__cs_suspend(struct ftsan_thread *t); /* the thread's critical sections are suspended */
 void ftsan__cs_resume(struct ftsan_thread *t);  /* ... and resumed */
+/* The mutex whose real PyMutex_Lock/Unlock a C-API wrapper is running, or 0:
+ * the interpreter's lock functions reached for that mutex (patched in rt_hooks.c) leave the
+ * happens-before edge to the wrapper instead of making it two or three times. Only that
+ * mutex: while the thread waits, the interpreter suspends and resumes its critical
+ * sections through the same functions, and those edges must stay. */
+extern FTSAN_TLS uintptr_t ftsan__wrapped_mutex;
 
 uint64_t ftsan__now_ns(void);
 /* In a forked child: release the spin locks threads that no longer exist may have held. */

@@ -44,6 +44,14 @@ int ftsan__shadow_init(void);
 /* Forget every access recorded for [addr, addr+size): the memory was freed. */
 void ftsan__shadow_clear(uintptr_t addr, size_t size);
 
+/* Whether no shadow exists for the MiB holding addr nor for the next one: a block smaller
+ * than 1 MiB starting at addr was then never touched by instrumented code. */
+FTSAN_ALWAYS_INLINE int ftsan__shadow_none_near(uintptr_t addr) {
+  uintptr_t i1 = addr >> FTSAN_CHUNK_SHIFT;
+  return i1 + 1 < FTSAN_L1_SIZE && !__atomic_load_n(&ftsan__shadow_l1[i1], __ATOMIC_RELAXED) &&
+         !__atomic_load_n(&ftsan__shadow_l1[i1 + 1], __ATOMIC_RELAXED);
+}
+
 /* The four cells of the granule holding addr, or NULL for addresses outside the covered
  * range (or when no shadow could be mapped). */
 FTSAN_ALWAYS_INLINE uint64_t *ftsan__shadow_cells(uintptr_t addr) {
